@@ -1,0 +1,161 @@
+"""``vislang classify``, ``vislang eval zeroshot`` and ``vislang probe``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from vislang.cli.common import (
+    DEFAULT_MODEL,
+    JsonOption,
+    ModelOption,
+    existing_files,
+    load_model,
+    print_json,
+    stdout,
+)
+from vislang.errors import InputError
+
+eval_app = typer.Typer(help="Measure a model on a labelled image folder.", no_args_is_help=True)
+
+TemplatesOption = typer.Option(None, "--templates",
+                               help="Prompt template set: default, imagenet, imagenet-simple.")
+
+
+def classify(
+    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    labels: str = typer.Option(None, "--labels", "-l", help='Comma-separated classes: "cat,dog".'),
+    labels_file: Path = typer.Option(None, "--labels-file", help="A file with one class per line."),
+    probe_file: Path = typer.Option(None, "--probe", help="Use a probe saved by `vislang probe`."),
+    top: int = typer.Option(5, "--top", "-k", min=1, help="How many labels to show per image."),
+    model: str = ModelOption,
+    templates: str = TemplatesOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Classify images zero-shot among LABELS, or with a trained linear probe."""
+    existing_files(images)
+    if probe_file is not None:
+        class_names, probs = _probe_probabilities(probe_file, images, model)
+    else:
+        from vislang.zeroshot import Classifier
+
+        classifier = Classifier(load_model(model, json_out), _read_labels(labels, labels_file),
+                                templates)
+        class_names = classifier.labels
+        probs = classifier.probabilities(
+            classifier.model.embed_images(images, progress=len(images) > 32))
+    from vislang.zeroshot import top_predictions
+
+    results = top_predictions(probs, class_names, top)
+    if json_out:
+        print_json([{"path": str(p), "predictions": [{"label": x.label, "prob": round(x.prob, 6)}
+                                                     for x in preds]}
+                    for p, preds in zip(images, results)])
+        return
+    table = Table("image", "prediction", "probability")
+    for path, preds in zip(images, results):
+        for rank, pred in enumerate(preds):
+            table.add_row(str(path) if rank == 0 else "", pred.label, f"{pred.prob:.1%}")
+    stdout.print(table)
+
+
+def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
+    if (labels is None) == (labels_file is None):
+        raise InputError("give the classes with exactly one of --labels or --labels-file")
+    if labels_file is not None:
+        existing_files([labels_file])
+        lines = labels_file.read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return [label.strip() for label in labels.split(",") if label.strip()]
+
+
+def _probe_probabilities(probe_file: Path, images: list[Path], model: str):
+    from vislang.probe import LinearProbe
+
+    existing_files([probe_file])
+    probe = LinearProbe.load(probe_file)
+    clip = load_model(probe.model_name if model == DEFAULT_MODEL else model, quiet=True)
+    if clip.model_key != probe.model_key:
+        raise InputError(f"{probe_file} was trained on features of {probe.model_key}, "
+                         f"but the model is {clip.model_key}; pass --model {probe.model_name}")
+    return probe.labels, probe.probabilities(clip.embed_images(images, progress=len(images) > 32))
+
+
+@eval_app.command("zeroshot")
+def eval_zeroshot(
+    folder: Path = typer.Argument(..., help="ImageFolder: one sub-folder of images per class."),
+    model: str = ModelOption,
+    templates: str = TemplatesOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table."""
+    from vislang.datasets.folder import ImageFolder
+    from vislang.zeroshot import Classifier
+
+    data = ImageFolder.open(folder)
+    classifier = Classifier(load_model(model, json_out), data.classes, templates)
+    probs = classifier.probabilities(classifier.model.embed_images(data.paths, progress=True))
+    report = accuracy_report(probs, np.array(data.targets), data.classes)
+    report.update(model=classifier.model.model_key, images=len(data.paths))
+    if json_out:
+        print_json(report)
+        return
+    _print_report(report, f"zero-shot on {folder} ({len(data.paths)} images)")
+
+
+def accuracy_report(probs: np.ndarray, targets: np.ndarray, classes: list[str]) -> dict:
+    ranked = np.argsort(-probs, axis=1, kind="stable")
+    top1 = ranked[:, 0] == targets
+    top5 = (ranked[:, :5] == targets[:, None]).any(axis=1)
+    per_class = [{"class": name, "images": int((targets == i).sum()),
+                  "top1": float(top1[targets == i].mean()) if (targets == i).any() else None}
+                 for i, name in enumerate(classes)]
+    return {"top1": float(top1.mean()), "top5": float(top5.mean()), "per_class": per_class}
+
+
+def _print_report(report: dict, title: str) -> None:
+    table = Table("class", "images", "top-1", title=title)
+    for row in report["per_class"]:
+        acc = "-" if row["top1"] is None else f"{row['top1']:.1%}"
+        table.add_row(row["class"], str(row["images"]), acc)
+    stdout.print(table)
+    stdout.print(f"top-1 accuracy: [bold]{report['top1']:.1%}[/]   "
+                 f"top-5 accuracy: [bold]{report['top5']:.1%}[/]")
+
+
+def probe(
+    train: Path = typer.Option(..., "--train", help="ImageFolder to fit the probe on."),
+    test: Path = typer.Option(..., "--test", help="ImageFolder to measure it on."),
+    save: Path = typer.Option(None, "--save", help="Write the probe here (for classify --probe)."),
+    model: str = ModelOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Linear-probe evaluation: logistic regression on image features, C swept on validation."""
+    from vislang.datasets.folder import ImageFolder
+    from vislang.probe import fit_probe
+
+    train_data, test_data = ImageFolder.open(train), ImageFolder.open(test)
+    missing = sorted(set(test_data.classes) - set(train_data.classes))
+    if missing:
+        raise InputError(f"test classes not in the training folder: {', '.join(missing)}")
+    clip = load_model(model, json_out)
+    train_x = clip.embed_images(train_data.paths, progress=True)
+    test_x = clip.embed_images(test_data.paths, progress=True)
+    fitted = fit_probe(train_x, np.array(train_data.targets), train_data.classes,
+                       model_name=model, model_key=clip.model_key)
+    test_y = np.array([train_data.classes.index(c) for c in
+                       (test_data.classes[t] for t in test_data.targets)])
+    report = accuracy_report(fitted.probabilities(test_x), test_y, train_data.classes)
+    report.update(model=clip.model_key, C=fitted.C, train_images=len(train_data.paths),
+                  test_images=len(test_data.paths), sweep={str(c): a for c, a in fitted.sweep.items()})
+    if save is not None:
+        report["saved"] = str(fitted.save(save))
+    if json_out:
+        print_json(report)
+        return
+    _print_report(report, f"linear probe, C={fitted.C:g} (validation sweep)")
+    if save is not None:
+        stdout.print(f"probe saved to {save}; use it with: vislang classify --probe {save} IMAGE...")

@@ -1,0 +1,1 @@
+"""Synthetic data sets for training and testing the models offline."""

@@ -1,0 +1,186 @@
+"""The one image loader every vislang capability uses.
+
+``load_image`` turns a path, bytes, a binary file object or a PIL image into a fully decoded RGB
+image, or raises ``ImageLoadError`` with the path and a reason a person can act on. Models only
+ever see 8-bit RGB, so every odd mode (alpha, palette, CMYK, 16-bit, float, ...) is normalised
+here once, instead of each caller guessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import struct
+import warnings
+import zlib
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vislang.errors import ImageLoadError
+
+MAX_PIXELS: int = 128_000_000
+"""Default limit on width*height, checked from the header before any pixel is decoded."""
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image
+
+# What Pillow's decoders raise on malformed input (its own fuzzers treat these as "clean" failures).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+_WHITE = (255, 255, 255, 255)
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """True when the file name has an image extension vislang can load (case-insensitive)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Load ``source`` as a fully decoded RGB image, EXIF orientation applied.
+
+    Raises ImageLoadError for anything that is not a readable image within ``max_pixels``.
+    Files opened here are closed before returning; a caller's file object is left open.
+    """
+    _register_heif()
+    if isinstance(source, Image.Image):
+        label = getattr(source, "filename", "") or "<PIL image>"
+        return _finish(source, label, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _load_stream(io.BytesIO(source), "<bytes>", max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        return _load_path(source, max_pixels)
+    if hasattr(source, "read"):
+        return _load_stream(source, getattr(source, "name", "<file object>"), max_pixels)
+    kind = type(source).__name__
+    raise TypeError(f"load_image expects a path, bytes, file object or PIL image, not {kind}")
+
+
+@functools.cache
+def _register_heif() -> None:
+    # Registering costs an import of libheif, so do it on first use and only once.
+    try:
+        import pillow_heif
+    except ImportError:  # a broken install: HEIC then reads as "unsupported format"
+        return
+    pillow_heif.register_heif_opener()
+
+
+def _load_path(path: str | os.PathLike, max_pixels: int) -> Image.Image:
+    # Open the file ourselves so it is closed by the `with`, whatever Pillow does with it.
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a directory, not a file") from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageLoadError(path, exc.strerror or str(exc)) from None
+    with file:
+        return _load_stream(file, path, max_pixels)
+
+
+def _load_stream(stream: BinaryIO, label: object, max_pixels: int) -> Image.Image:
+    if not stream.seekable():  # Pillow needs to seek; pipes and sockets cannot
+        stream = io.BytesIO(stream.read())
+    start = stream.tell()
+    is_empty = not stream.read(1)
+    stream.seek(start)
+    if is_empty:
+        raise ImageLoadError(label, "empty file (0 bytes)")
+    image = _open(stream, label)
+    with image:  # frees decoder state; never closes a stream we were handed
+        return _finish(image, label, max_pixels)
+
+
+def _open(stream: BinaryIO, label: object) -> Image.Image:
+    # Only reads the header. Pillow's own bomb warning is noise next to our explicit limit, and
+    # its error (at 2x its limit) must still reach the user as an ImageLoadError.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(stream)
+        except UnidentifiedImageError:
+            raise ImageLoadError(label, "not an image or unsupported format") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(label, f"image too large to open safely: {exc}") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageLoadError(label, f"truncated or corrupt image data: {exc}") from None
+
+
+def _finish(image: Image.Image, label: object, max_pixels: int) -> Image.Image:
+    _check_pixels(image, label, max_pixels)
+    try:
+        image.load()  # decode now: lazy decoding would fail later, far from the path
+        # Always returns a new image, so the caller's (or our soon-closed) image is untouched.
+        image = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as exc:
+        raise ImageLoadError(label, f"truncated or corrupt image data: {exc}") from None
+    try:
+        return _to_rgb(image)
+    except ValueError as exc:
+        raise ImageLoadError(label, f"unsupported pixel mode {image.mode}: {exc}") from None
+
+
+def _check_pixels(image: Image.Image, label: object, max_pixels: int) -> None:
+    width, height = image.size
+    pixels = width * height
+    if pixels > max_pixels:
+        reason = f"image is {width}x{height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
+        raise ImageLoadError(label, reason)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I") or image.mode == "F":
+        return _high_depth_to_rgb(image)
+    if image.mode == "LAB":
+        return _lab_to_rgb(image)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return _flatten_on_white(image)
+    if image.mode == "RGB":
+        return image
+    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    # Transparent areas are usually "no content"; white matches how viewers show them, where
+    # dropping alpha would expose whatever colour the encoder left behind (often black).
+    background = Image.new("RGBA", image.size, _WHITE)
+    background.alpha_composite(image.convert("RGBA"))
+    return background.convert("RGB")
+
+
+def _lab_to_rgb(image: Image.Image) -> Image.Image:
+    # Pillow's plain convert() from LAB just relabels the channels, giving wrong colours.
+    from PIL import ImageCms  # needs LittleCMS; imported here so other formats never depend on it
+
+    lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    return ImageCms.applyTransform(image, ImageCms.buildTransform(lab, srgb, "LAB", "RGB"))
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    # Pillow's convert() clips these modes at 255, turning most 16-bit photos white.
+    if image.mode == "F":
+        raw = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        full_scale = 1.0  # floats in [0, 1] are normalised intensities
+    else:
+        raw = np.asarray(image.convert("I"), dtype=np.float64)
+        full_scale = 65535.0  # I;16* are 16-bit; "I" is usually 16-bit data in a wider container
+    # initial=0 anchors the range at zero, so a stretched image keeps zero as black.
+    low, high = float(raw.min(initial=0.0)), float(raw.max(initial=0.0))
+    values = raw
+    if low < 0 or high > full_scale:  # not in the expected range: stretch what is there
+        values, full_scale = raw - low, max(high - low, 1e-12)
+    gray = np.rint(values * (255.0 / full_scale)).clip(0, 255).astype(np.uint8)
+    key = image.info.get("transparency")
+    if isinstance(key, (int, float)):  # a PNG tRNS key value, in the original units
+        gray[raw == key] = 255  # fully transparent over white is white
+    return Image.fromarray(gray).convert("RGB")  # 2-D uint8 -> mode L

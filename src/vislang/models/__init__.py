@@ -1,0 +1,1 @@
+"""One object per checkpoint: preprocessing plus encode/generate."""

@@ -1,0 +1,204 @@
+"""``ClipModel``: one CLIP or SigLIP checkpoint -- preprocessing, tokenizer and towers.
+
+The methods follow OpenAI's CLIP API (``encode_image``, ``encode_text``, ``model(images,
+texts)``); ``embed_images`` / ``embed_texts`` are the bulk path every capability uses: they take
+files or strings and return L2-normalised float32 numpy rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vislang.errors import TokenizeError, UnsupportedModelError
+from vislang.images import load_image
+from vislang.models.hub import Checkpoint, locate
+from vislang.models.tokenizer import clean_text, frame
+from vislang.models.transform import ImageTransform
+from vislang.parallel import batched, ordered_map
+from vislang.progress import progress_bar
+from vislang.runtime.torch_engine import TorchEngine
+
+SUPPORTED_TYPES = ("clip", "siglip")
+ImageInput = str | os.PathLike | bytes | Image.Image
+
+
+class ClipModel:
+    def __init__(self, checkpoint: Checkpoint, hf_model, transform, tokenizer, device="cpu"):
+        self.checkpoint = checkpoint
+        self.kind: str = hf_model.config.model_type
+        self.transform: ImageTransform = transform
+        self.tokenizer = tokenizer
+        self.context_length: int = hf_model.config.text_config.max_position_embeddings
+        self.embed_dim: int = hf_model.config.projection_dim if self.kind == "clip" else (
+            hf_model.config.text_config.projection_size or hf_model.config.text_config.hidden_size
+        )
+        self.engine = TorchEngine(hf_model, device)
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def model_key(self) -> str:
+        """Name and revision of the weights; vectors with different keys are never compared."""
+        return self.checkpoint.model_key
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The underlying transformers model (``CLIPModel`` or ``SiglipModel``)."""
+        return self.engine.model
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.hf_model.logit_scale.detach().exp())
+
+    @property
+    def logit_bias(self) -> float:
+        """SigLIP adds a learned bias to its logits; CLIP has none."""
+        bias = getattr(self.hf_model, "logit_bias", None)
+        return float(bias.detach()) if bias is not None else 0.0
+
+    def __repr__(self) -> str:
+        return f"ClipModel({self.model_key!r}, kind={self.kind!r}, dim={self.embed_dim})"
+
+    # -- inputs ----------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> ``float32[3, H, W]``, equal to the checkpoint's own image processor."""
+        return self.transform(image)
+
+    def tokenize(self, texts: str | Sequence[str], truncate: bool = False) -> torch.Tensor:
+        """Text -> ``long[N, context_length]`` token ids for this checkpoint.
+
+        CLIP checkpoints follow OpenAI's ``clip.tokenize`` (cleaned text, zero padding, an
+        error on over-long text unless ``truncate``); SigLIP pads to its fixed length.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        tok = self.tokenizer
+        if self.kind == "siglip":
+            return self._tokenize_siglip(texts, truncate)
+        ids = tok([clean_text(t) for t in texts], add_special_tokens=False)["input_ids"]
+        return frame(ids, texts, sot=tok.bos_token_id, eot=tok.eos_token_id,
+                     context_length=self.context_length, truncate=truncate)
+
+    def _tokenize_siglip(self, texts: list[str], truncate: bool) -> torch.Tensor:
+        # SigLIP pools the last position, so it was trained on text padded to a fixed length.
+        out = self.tokenizer(texts, padding="max_length", max_length=self.context_length,
+                             truncation=True, return_overflowing_tokens=False)["input_ids"]
+        if not truncate:
+            full = self.tokenizer(texts)["input_ids"]
+            for text, ids in zip(texts, full):
+                if len(ids) > self.context_length:
+                    raise TokenizeError(
+                        f"text is too long for context length {self.context_length} "
+                        f"({len(ids)} tokens): {text[:60]!r}; shorten it or pass truncate=True")
+        return torch.tensor(out, dtype=torch.long)
+
+    # -- the CLIP API ----------------------------------------------------------------------
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``float32[N, 3, H, W]`` -> projected image features ``[N, D]`` (not normalised)."""
+        return self.engine.encode_images(pixels)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids from ``tokenize`` -> projected text features ``[N, D]`` (not normalised).
+
+        No attention mask is needed: CLIP's text tower is causal and reads the end token, so
+        the padding after it changes nothing; SigLIP was trained without a mask.
+        """
+        return self.engine.encode_texts(tokens)
+
+    def __call__(self, images: torch.Tensor, texts: torch.Tensor):
+        """``(logits_per_image [N, M], logits_per_text [M, N])``: scaled cosine similarity."""
+        image_features = _normalize(self.encode_image(images))
+        text_features = _normalize(self.encode_text(texts))
+        logits_per_image = self.logit_scale * image_features @ text_features.T + self.logit_bias
+        return logits_per_image, logits_per_image.T
+
+    # -- bulk embedding --------------------------------------------------------------------
+    def embed_images(
+        self,
+        images: Iterable[ImageInput],
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Files, bytes or PIL images -> L2-normalised ``float32[N, D]``.
+
+        Decoding and preprocessing run in worker threads, overlapped with inference. A file
+        that cannot be read raises ``ImageLoadError`` naming it.
+        """
+        images = list(images)
+        pixels = ordered_map(self._load_and_preprocess, images, ahead=2 * batch_size)
+        chunks = [np.zeros((0, self.embed_dim), np.float32)]
+        with progress_bar(len(images), "embedding", enabled=progress) as advance:
+            with torch.inference_mode():
+                for batch in batched(pixels, batch_size):
+                    chunks.append(_normalize(self.encode_image(torch.stack(batch))).cpu().numpy())
+                    advance(len(batch))
+        return np.concatenate(chunks)
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Strings -> L2-normalised ``float32[N, D]``. Over-long text is truncated."""
+        chunks = [np.zeros((0, self.embed_dim), np.float32)]
+        with torch.inference_mode():
+            for batch in batched(texts, batch_size):
+                tokens = self.tokenize(batch, truncate=True)
+                chunks.append(_normalize(self.encode_text(tokens)).cpu().numpy())
+        return np.concatenate(chunks)
+
+    def _load_and_preprocess(self, source: ImageInput) -> torch.Tensor:
+        return self.transform(load_image(source))
+
+
+def load(name_or_path: str, device: str = "cpu") -> ClipModel:
+    """Load a CLIP or SigLIP checkpoint: an alias (``ViT-B/32``), a hub id, or a directory."""
+    checkpoint = locate(name_or_path)
+    hf_model = _load_hf_model(checkpoint)
+    return ClipModel(
+        checkpoint, hf_model, _load_transform(checkpoint, hf_model), _load_tokenizer(checkpoint, hf_model.config),
+        device=device,
+    )
+
+
+def _load_hf_model(checkpoint: Checkpoint):
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(checkpoint.path)
+    if config.model_type not in SUPPORTED_TYPES:
+        raise UnsupportedModelError(
+            f"{checkpoint.name} is a {config.model_type!r} checkpoint; vislang.load takes "
+            f"{' or '.join(SUPPORTED_TYPES)} models (for BLIP use vislang.caption / vislang.ask)"
+        )
+    # float32 whatever the file holds: lower precisions are chosen per engine, not per file.
+    return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
+
+
+def _load_transform(checkpoint: Checkpoint, hf_model) -> ImageTransform:
+    from transformers import AutoImageProcessor, CLIPImageProcessorPil
+
+    # backend="pil": the same numbers as the torchvision backend, which we do not depend on.
+    if (checkpoint.path / "preprocessor_config.json").is_file():
+        processor = AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil")
+    else:  # a bare save_pretrained of the model: OpenAI's preprocessing at the tower's size
+        side = hf_model.config.vision_config.image_size
+        processor = CLIPImageProcessorPil(size={"shortest_edge": side},
+                                          crop_size={"height": side, "width": side})
+    return ImageTransform.from_processor(processor)
+
+
+def _load_tokenizer(checkpoint: Checkpoint, config):
+    from transformers import AutoTokenizer
+
+    from vislang.models.tokenizer import clip_tokenizer
+
+    if any((checkpoint.path / f).is_file() for f in ("tokenizer.json", "vocab.json", "spiece.model")):
+        return AutoTokenizer.from_pretrained(checkpoint.path)
+    if config.model_type == "clip" and config.text_config.vocab_size == len(clip_tokenizer()):
+        return clip_tokenizer()  # OpenAI's vocabulary, which vislang ships
+    raise UnsupportedModelError(
+        f"{checkpoint.name} has no tokenizer files (tokenizer.json, vocab.json or spiece.model) "
+        "and its vocabulary is not OpenAI CLIP's; save the tokenizer beside the model")
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)

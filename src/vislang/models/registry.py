@@ -1,0 +1,38 @@
+"""Model names people type, and where each one lives. Plain data plus a lookup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+# OpenAI's names for their CLIP checkpoints -> the same weights on the Hugging Face hub.
+ALIASES: dict[str, str] = {
+    "ViT-B/32": "openai/clip-vit-base-patch32",
+    "ViT-B/16": "openai/clip-vit-base-patch16",
+    "ViT-L/14": "openai/clip-vit-large-patch14",
+    "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
+}
+
+# Models trained by this project and shipped inside the package (folder under assets/models).
+SHIPPED: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what to pass to vislang.load
+    source: str  # hub id, or "vislang package" for shipped models
+    on_disk: bool  # loadable right now without a network
+
+
+def shipped_path(name: str) -> Path:
+    return Path(str(resources.files("vislang") / "assets" / "models" / SHIPPED[name]))
+
+
+def available_models() -> list[ModelInfo]:
+    """The names ``vislang.load`` knows, shipped models first, and whether each is on disk."""
+    from vislang.models.hub import cached_snapshot
+
+    shipped = [ModelInfo(n, "vislang package", shipped_path(n).is_dir()) for n in SHIPPED]
+    hub = [ModelInfo(n, repo, cached_snapshot(repo) is not None) for n, repo in ALIASES.items()]
+    return shipped + hub

@@ -1,0 +1,1 @@
+"""Engines that run a model's graphs; the torch engine is the reference."""
