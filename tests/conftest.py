@@ -40,10 +40,10 @@ def clip_model(tiny_clip_dir):
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
-    """40 one-object shapes scenes on disk: pairs.jsonl and an ImageFolder under classes/."""
+    """120 one-object shapes scenes on disk: pairs.jsonl and an ImageFolder under classes/."""
     from vislang.datasets.shapes import write_dataset
 
-    return write_dataset(tmp_path_factory.mktemp("shapes"), 40, seed=3, n_objects=1)
+    return write_dataset(tmp_path_factory.mktemp("shapes"), 120, seed=3, n_objects=1)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

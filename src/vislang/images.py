@@ -141,13 +141,11 @@ def _check_pixels(image: Image.Image, label: object, max_pixels: int) -> None:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I") or image.mode == "F":
         return _high_depth_to_rgb(image)
-    if image.mode == "LAB":
-        return _lab_to_rgb(image)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         return _flatten_on_white(image)
     if image.mode == "RGB":
         return image
-    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
+    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV; LAB goes through LittleCMS
 
 
 def _flatten_on_white(image: Image.Image) -> Image.Image:
@@ -158,21 +156,13 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
     return background.convert("RGB")
 
 
-def _lab_to_rgb(image: Image.Image) -> Image.Image:
-    # Pillow's plain convert() from LAB just relabels the channels, giving wrong colours.
-    from PIL import ImageCms  # needs LittleCMS; imported here so other formats never depend on it
-
-    lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
-    return ImageCms.applyTransform(image, ImageCms.buildTransform(lab, srgb, "LAB", "RGB"))
-
-
 def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     # Pillow's convert() clips these modes at 255, turning most 16-bit photos white.
     if image.mode == "F":
-        raw = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        raw = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         full_scale = 1.0  # floats in [0, 1] are normalised intensities
     else:
-        raw = np.asarray(image.convert("I"), dtype=np.float64)
+        raw = np.asarray(image.convert("I"), dtype=np.float32)
         full_scale = 65535.0  # I;16* are 16-bit; "I" is usually 16-bit data in a wider container
     # initial=0 anchors the range at zero, so a stretched image keeps zero as black.
     low, high = float(raw.min(initial=0.0)), float(raw.max(initial=0.0))

@@ -8,6 +8,7 @@ A saved probe is a plain ``.npz`` of arrays and JSON -- no pickle, safe to load 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class LinearProbe:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 coef, intercept = data["coef"], data["intercept"]
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise InputError(f"{path} is not a probe saved by `vislang probe --save` ({e})") from e
         sweep = {float(c): a for c, a in meta.pop("sweep").items()}
         return cls(coef=coef, intercept=intercept, sweep=sweep, **meta)

@@ -56,6 +56,7 @@ def classify(
                     for p, preds in zip(images, results)])
         return
     table = Table("image", "prediction", "probability")
+    table.columns[0].overflow = "fold"  # a file path is worth more than a tidy table
     for path, preds in zip(images, results):
         for rank, pred in enumerate(preds):
             table.add_row(str(path) if rank == 0 else "", pred.label, f"{pred.prob:.1%}")

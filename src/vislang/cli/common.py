@@ -19,7 +19,8 @@ ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m",
                                 "Default: $VISLANG_MODEL or ViT-B/32.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
-stdout = Console()
+# Piped output is not a terminal: Rich would squeeze tables to 80 columns and cut file paths.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 

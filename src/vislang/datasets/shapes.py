@@ -65,7 +65,7 @@ MAX_RANDOM_OBJECTS = 3  # n_objects=None draws 1..3
 _LAYOUT_ATTEMPTS = 200
 _PLACEMENT_TRIES = 50
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CLASS_NAMES = [f"{colour} {shape}" for shape in SHAPES for colour in COLOURS]
 QA_KINDS = ("colour", "count", "presence", "position", "shape")
 IMAGE_FORMATS = ("png", "jpg")
@@ -191,7 +191,8 @@ def _pick_background(rng: np.random.Generator, background: str | None) -> str:
     if background == "textured":
         return _pick(rng, TEXTURED)
     if background not in BACKGROUNDS:
-        raise ValueError(f"background must be None, 'textured' or one of {BACKGROUNDS}, got {background!r}")
+        expected = f"None, 'textured' or one of {BACKGROUNDS}"
+        raise ValueError(f"background must be {expected}, got {background!r}")
     return background
 
 
@@ -249,7 +250,8 @@ def _background(rng: np.random.Generator, kind: str, image_size: int) -> np.ndar
         ramp = xs if rng.integers(2) == 0 else ys
         pixels = tone - (TEXTURE_DEPTH * ramp[..., None]) // (image_size - 1)
     elif kind == "noise":
-        pixels = tone + rng.integers(-NOISE_AMPLITUDE, NOISE_AMPLITUDE + 1, (image_size, image_size, 1))
+        grain = rng.integers(-NOISE_AMPLITUDE, NOISE_AMPLITUDE + 1, (image_size, image_size, 1))
+        pixels = tone + grain  # grey grain: the same offset on all three channels
     elif kind == "stripes":
         period = int(rng.integers(6, 11))
         coord = _pick(rng, (xs, ys, xs + ys))  # vertical, horizontal or diagonal
@@ -283,14 +285,18 @@ def caption_for(objects: Iterable[ShapeObject]) -> str:
     counts = Counter((obj.shape, obj.colour) for obj in objects)
     if not counts:
         raise ValueError("a caption needs at least one object")
-    phrases = [
-        f"a {colour} {shape}" if counts[shape, colour] == 1 else f"{number_word(counts[shape, colour])} {colour} {shape}s"
-        for shape, colour in sorted(counts, key=lambda key: _canonical(*key))
-    ]
+    groups = sorted(counts, key=lambda key: _canonical(*key))
+    phrases = [_phrase(counts[shape, colour], shape, colour) for shape, colour in groups]
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def questions_for(objects: list[ShapeObject], rng: np.random.Generator, image_size: int) -> list[QA]:
+def _phrase(count: int, shape: str, colour: str) -> str:
+    return f"a {colour} {shape}" if count == 1 else f"{number_word(count)} {colour} {shape}s"
+
+
+def questions_for(
+    objects: list[ShapeObject], rng: np.random.Generator, image_size: int
+) -> list[QA]:
     """Question/answer pairs, in this order: colour, shape, count, presence, position.
 
     The rng only picks which combination the two presence questions ask about.
@@ -328,7 +334,10 @@ def _shape_questions(objects: list[ShapeObject]) -> list[QA]:
 def _count_questions(objects: list[ShapeObject]) -> list[QA]:
     # Every shape is asked about, so absent shapes give "zero" answers.
     shapes = Counter(obj.shape for obj in objects)
-    return [QA(f"how many {shape}s are there?", number_word(shapes[shape]), "count") for shape in SHAPES]
+    return [
+        QA(f"how many {shape}s are there?", number_word(shapes[shape]), "count")
+        for shape in SHAPES
+    ]
 
 
 def _presence_questions(objects: list[ShapeObject], rng: np.random.Generator) -> list[QA]:
@@ -361,17 +370,18 @@ def _position_questions(objects: list[ShapeObject], image_size: int) -> list[QA]
     for obj in unique:
         x0, y0, x1, y1 = obj.box
         if x1 <= half or x0 >= image_size - half:
-            qa.append(QA(f"which side is the {class_name(obj)} on?", "left" if x1 <= half else "right", "position"))
+            side = "left" if x1 <= half else "right"
+            qa.append(QA(f"which side is the {class_name(obj)} on?", side, "position"))
         if y1 <= half or y0 >= image_size - half:
-            question = f"is the {class_name(obj)} at the top or the bottom?"
-            qa.append(QA(question, "top" if y1 <= half else "bottom", "position"))
+            side = "top" if y1 <= half else "bottom"
+            qa.append(QA(f"is the {class_name(obj)} at the top or the bottom?", side, "position"))
     for i, a in enumerate(unique):
         for b in unique[i + 1 :]:
-            pair = f"the {class_name(a)} {{}} the {class_name(b)}?"
-            if a.box[2] <= b.box[0] or b.box[2] <= a.box[0]:
-                qa.append(QA("is " + pair.format("left of"), "yes" if a.box[2] <= b.box[0] else "no", "position"))
-            if a.box[3] <= b.box[1] or b.box[3] <= a.box[1]:
-                qa.append(QA("is " + pair.format("above"), "yes" if a.box[3] <= b.box[1] else "no", "position"))
+            for relation, near, far in (("left of", 0, 2), ("above", 1, 3)):
+                if a.box[far] <= b.box[near] or b.box[far] <= a.box[near]:
+                    question = f"is the {class_name(a)} {relation} the {class_name(b)}?"
+                    answer = "yes" if a.box[far] <= b.box[near] else "no"
+                    qa.append(QA(question, answer, "position"))
     return qa
 
 
