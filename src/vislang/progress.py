@@ -20,9 +20,9 @@ from rich.progress import (
 def progress_bar(
     total: int | None, description: str, *, unit: str = "images", enabled: bool = True
 ) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; shows count, rate and ETA on stderr while the block runs."""
+    """Yield ``advance(n, note="")``; shows count, rate, ETA and a note on stderr."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, note="": None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -32,12 +32,13 @@ def progress_bar(
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
     )
     with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(description, total=total, rate="")
+        task = bar.add_task(description, total=total, rate="", note="")
 
-        def advance(n: int = 1) -> None:
-            bar.update(task, advance=n)
+        def advance(n: int = 1, note: str = "") -> None:
+            bar.update(task, advance=n, note=note)
             speed = bar.tasks[task].speed
             bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
 

@@ -16,6 +16,18 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a close-up photo of a {}.",
 )
 
+# For whole captions ("a red circle and two blue squares"): training wraps captions in these
+# so a model trained on bare captions also understands the zero-shot templates above.
+CAPTION_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "{}",
+    "a photo of {}.",
+    "a picture of {}.",
+    "an image of {}.",
+    "a drawing of {}.",
+    "a close-up photo of {}.",
+)
+
 # The 7 templates OpenAI selected for ImageNet with a small accuracy loss against all 80.
 SIMPLE_IMAGENET_TEMPLATES: tuple[str, ...] = (
     "itap of a {}.",

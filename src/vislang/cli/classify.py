@@ -18,6 +18,7 @@ from vislang.cli.common import (
     stdout,
 )
 from vislang.errors import InputError
+from vislang.metrics import accuracy_report
 
 eval_app = typer.Typer(help="Measure a model on a labelled image folder.", no_args_is_help=True)
 
@@ -107,16 +108,6 @@ def eval_zeroshot(
     _print_report(report, f"zero-shot on {folder} ({len(data.paths)} images)")
 
 
-def accuracy_report(probs: np.ndarray, targets: np.ndarray, classes: list[str]) -> dict:
-    ranked = np.argsort(-probs, axis=1, kind="stable")
-    top1 = ranked[:, 0] == targets
-    top5 = (ranked[:, :5] == targets[:, None]).any(axis=1)
-    per_class = [{"class": name, "images": int((targets == i).sum()),
-                  "top1": float(top1[targets == i].mean()) if (targets == i).any() else None}
-                 for i, name in enumerate(classes)]
-    return {"top1": float(top1.mean()), "top5": float(top5.mean()), "per_class": per_class}
-
-
 def _print_report(report: dict, title: str) -> None:
     table = Table("class", "images", "top-1", title=title)
     for row in report["per_class"]:
@@ -160,3 +151,30 @@ def probe(
     _print_report(report, f"linear probe, C={fitted.C:g} (validation sweep)")
     if save is not None:
         stdout.print(f"probe saved to {save}; use it with: vislang classify --probe {save} IMAGE...")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    pairs: Path = typer.Argument(..., help="A .jsonl or .csv of (image, caption) pairs."),
+    model: str = ModelOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Text -> image recall@1 / @5: each distinct caption must find an image it describes."""
+    from vislang.metrics import text_to_image_recall
+    from vislang.train.data import Problems, read_pairs
+
+    problems = Problems()
+    data = read_pairs(pairs, problems)
+    clip = load_model(model, json_out)
+    images = clip.embed_images([p.image for p in data], progress=True)
+    captions = [p.caption for p in data]
+    queries = list(dict.fromkeys(captions))
+    report = text_to_image_recall(images, captions, clip.embed_texts(queries), queries)
+    report.update(model=clip.model_key, images=len(data), queries=len(queries),
+                  skipped_records=problems.messages)
+    if json_out:
+        print_json(report)
+        return
+    stdout.print(f"{len(queries)} distinct captions over {len(data)} images: "
+                 f"recall@1 [bold]{report['recall@1']:.1%}[/], "
+                 f"recall@5 [bold]{report['recall@5']:.1%}[/]")

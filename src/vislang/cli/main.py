@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vislang.cli import classify, demo, models, shapes
+from vislang.cli import classify, demo, models, shapes, train
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("models")(models.models)
 app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)
 app.add_typer(classify.eval_app, name="eval")
+app.command("train")(train.train)
 app.command("shapes")(shapes.shapes)
 app.command("demo")(demo.demo)
 

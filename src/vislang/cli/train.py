@@ -1,0 +1,56 @@
+"""``vislang train``: contrastive fine-tuning on your pairs and search feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vislang.cli.common import JsonOption, print_json, stderr, stdout
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Pairs: a .jsonl or .csv of (image, caption), "
+                              "or an ImageFolder (captions from class names)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (save_pretrained layout)."),
+    init: str = typer.Option(None, "--init", help="Start from this checkpoint (name/hub id/dir)."),
+    config: str = typer.Option(None, "--config", help="Start from scratch: tiny or small."),
+    feedback: Path = typer.Option(None, "--feedback", help="JSONL of {query, clicked, shown}."),
+    steps: int = typer.Option(1000, "--steps", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=2),
+    lr: float = typer.Option(5e-4, "--lr"),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    warmup: int = typer.Option(100, "--warmup", min=0, help="Linear warm-up steps."),
+    grad_clip: float = typer.Option(1.0, "--grad-clip"),
+    freeze: str = typer.Option(None, "--freeze", help="vision, text, or towers (projections only)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, bf16 or fp32."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
+    eval_fraction: float = typer.Option(0.05, "--eval-fraction", min=0.0, max=0.5),
+    augment_captions: bool = typer.Option(False, "--augment-captions",
+                                          help='Wrap captions in templates ("a photo of ...").'),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Fine-tune CLIP contrastively (symmetric InfoNCE, AdamW, warm-up + cosine decay)."""
+    from vislang.train import TrainConfig
+    from vislang.train import train as run_training
+
+    settings = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                           warmup=warmup, grad_clip=grad_clip, freeze=freeze, precision=precision,
+                           checkpoint_every=checkpoint_every, eval_fraction=eval_fraction,
+                           augment_captions=augment_captions, seed=seed)
+    report = run_training(data, out, settings, init=init, arch=config, feedback=feedback,
+                          resume=resume, progress=not json_out,
+                          log=lambda line: stderr.print(line, highlight=False))
+    if json_out:
+        print_json(report | {"out": str(out)})
+        return
+    stdout.print(f"saved to {out} (load it with vislang.load({str(out)!r}))")
+    losses = report["losses"]
+    if losses:
+        stdout.print(f"loss: first {losses[0]:.3f}, last {losses[-1]:.3f}")
+    for key in ("recall@1", "recall@5", "zeroshot_top1"):
+        if key in report:
+            stdout.print(f"held-out {key}: [bold]{report[key]:.1%}[/]")
+    stdout.print(f"evaluation saved to {out / 'eval.json'}")
