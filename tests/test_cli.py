@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import run_cli
 
@@ -110,8 +111,10 @@ def test_shapes_writes_a_dataset(tmp_path):
     assert all(json.loads(line)["caption"] for line in lines)
 
 
-def test_demo_runs_offline(tmp_path):
+def test_demo_runs_offline_and_gets_answers_right(tmp_path):
     result = run_cli("demo", "--workdir", tmp_path, env={"HF_HUB_OFFLINE": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "UNTRAINED" in result.stdout and "accuracy" in result.stdout
+    hits, total = map(int, re.search(r"accuracy (\d+)/(\d+)", result.stdout).groups())
+    assert total == 12 and hits >= 10
+    assert result.stdout.count("query: ") == 3
     assert "--model ViT-B/32" in result.stdout  # how to run the same on a real checkpoint

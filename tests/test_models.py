@@ -169,3 +169,11 @@ def test_pil_roundtrip_bytes_input_accepted(clip_model):
     buffer = io.BytesIO()
     _images(1)[0].save(buffer, format="JPEG")
     assert clip_model.embed_images([buffer.getvalue()]).shape == (1, 16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_device_gives_the_same_features(tiny_clip_dir):
+    cpu, gpu = vislang.load(str(tiny_clip_dir)), vislang.load(str(tiny_clip_dir), device="cuda")
+    images = _images(3)
+    assert np.allclose(cpu.embed_images(images), gpu.embed_images(images), atol=1e-4)
+    assert np.allclose(cpu.embed_texts(TEXTS), gpu.embed_texts(TEXTS), atol=1e-4)

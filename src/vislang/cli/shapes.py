@@ -24,8 +24,12 @@ def shapes(
     root = write_dataset(out, n, seed, image_size=image_size, n_objects=objects)
     summary = {"dir": str(root), "scenes": n, "pairs": str(root / "pairs.jsonl"),
                "image_folder": str(root / "classes")}
+    has_classes = (root / "classes").is_dir()  # only one-object scenes have a class
+    if not has_classes:
+        summary["image_folder"] = None
     if json_out:
         print_json(summary)
         return
-    stdout.print(f"wrote {n} scenes to {root}\n  captions, boxes, Q&A: {summary['pairs']}\n"
-                 f"  one-object scenes as an ImageFolder: {summary['image_folder']}")
+    stdout.print(f"wrote {n} scenes to {root}\n  captions, boxes, Q&A: {summary['pairs']}")
+    if has_classes:
+        stdout.print(f"  one-object scenes as an ImageFolder: {summary['image_folder']}")

@@ -38,7 +38,10 @@ def locate(name_or_path: str) -> Checkpoint:
     """Resolve a shipped name, a local directory, an alias or a hub id to files on disk."""
     if name_or_path in SHIPPED:
         path = shipped_path(name_or_path)
-        return Checkpoint(name_or_path, path, fingerprint(path))
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"the shipped model {name_or_path!r} is missing from {path}; "
+                                     "reinstall vislang")
+        return Checkpoint(name_or_path, path, content_hash(path))
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return Checkpoint(str(local.resolve()), local.resolve(), fingerprint(local))
@@ -73,6 +76,14 @@ def fingerprint(directory: Path) -> str:
         if f.is_file():
             stat = f.stat()
             digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def content_hash(directory: Path) -> str:
+    """Identity from the bytes themselves: the same on every install (small models only)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        digest.update((directory / name).read_bytes())
     return digest.hexdigest()[:12]
 
 

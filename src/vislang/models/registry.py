@@ -15,7 +15,11 @@ ALIASES: dict[str, str] = {
 }
 
 # Models trained by this project and shipped inside the package (folder under assets/models).
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {
+    # A tiny CLIP trained on the generated shapes world (recipes/shapes-clip.sh): it knows
+    # circles, squares and triangles in red, green, blue and yellow, and nothing else.
+    "shapes-clip": "shapes-clip",
+}
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,9 @@ class _Trainer:
         self.hf = model.hf_model
         self.hf.train()
         _freeze(self.hf, config.freeze)
+        # foreach: one fused update over all tensors; PyTorch picks it only on GPUs by default.
         self.optimizer = torch.optim.AdamW(_param_groups(self.hf, config.weight_decay),
-                                           lr=config.lr)
+                                           lr=config.lr, foreach=True)
         from transformers import get_cosine_schedule_with_warmup
 
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, config.warmup,
@@ -259,7 +260,9 @@ def _param_groups(hf, weight_decay: float) -> list[dict]:
 def _precision(choice: str) -> str:
     bf16_ok = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     if choice == "auto":
-        return "bf16" if bf16_ok else "fp32"
+        # Measured here: without AMX tiles, bf16 autocast's casts cost more than AVX512-BF16
+        # saves on small models (0.87 s vs 0.60 s per step), so only AMX gets bf16 by default.
+        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
     if choice not in ("bf16", "fp32"):
         raise InputError(f"--precision takes bf16, fp32 or auto, not {choice!r}")
     if choice == "bf16" and not bf16_ok:
