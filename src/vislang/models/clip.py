@@ -21,14 +21,17 @@ from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
-from vislang.runtime.torch_engine import TorchEngine
 
 SUPPORTED_TYPES = ("clip", "siglip")
 ImageInput = str | os.PathLike | bytes | Image.Image
 
 
 class ClipModel:
-    def __init__(self, checkpoint: Checkpoint, hf_model, transform, tokenizer, device="cpu"):
+    def __init__(self, checkpoint: Checkpoint, hf_model, transform, tokenizer, device="cpu",
+                 backend: str = "torch", precision: str = "fp32", mode: str = "throughput",
+                 calibration: Sequence[ImageInput] | None = None):
+        from vislang.runtime import choose, create_engine
+
         self.checkpoint = checkpoint
         self.kind: str = hf_model.config.model_type
         self.transform: ImageTransform = transform
@@ -37,7 +40,11 @@ class ClipModel:
         self.embed_dim: int = hf_model.config.projection_dim if self.kind == "clip" else (
             hf_model.config.text_config.projection_size or hf_model.config.text_config.hidden_size
         )
-        self.engine = TorchEngine(hf_model, device)
+        self._hf_model = hf_model
+        self._calibration_images = calibration
+        self.engine_choice = choose(backend, precision, device)
+        self.engine = create_engine(hf_model, checkpoint.model_key, self.engine_choice, device,
+                                    mode, calibration=self._calibration_data)
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -48,7 +55,12 @@ class ClipModel:
     @property
     def hf_model(self) -> torch.nn.Module:
         """The underlying transformers model (``CLIPModel`` or ``SiglipModel``)."""
-        return self.engine.model
+        return self._hf_model
+
+    @property
+    def backend(self) -> str:
+        """Engine and precision running the towers, e.g. ``"openvino/bf16"``."""
+        return f"{self.engine_choice.backend}/{self.engine_choice.precision}"
 
     @property
     def logit_scale(self) -> float:
@@ -61,7 +73,8 @@ class ClipModel:
         return float(bias.detach()) if bias is not None else 0.0
 
     def __repr__(self) -> str:
-        return f"ClipModel({self.model_key!r}, kind={self.kind!r}, dim={self.embed_dim})"
+        return (f"ClipModel({self.model_key!r}, kind={self.kind!r}, dim={self.embed_dim}, "
+                f"engine={self.backend!r})")
 
     # -- inputs ----------------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -151,14 +164,35 @@ class ClipModel:
     def _load_and_preprocess(self, source: ImageInput) -> torch.Tensor:
         return self.transform(load_image(source))
 
+    def _calibration_data(self, count: int = 128) -> dict[str, list[np.ndarray]]:
+        """Inputs for int8 calibration: the user's images if given, else the shapes world."""
+        from vislang.datasets.shapes import generate_scenes
 
-def load(name_or_path: str, device: str = "cpu") -> ClipModel:
-    """Load a CLIP or SigLIP checkpoint: an alias (``ViT-B/32``), a hub id, or a directory."""
+        scenes = generate_scenes(count, seed=7_000_001)
+        images = self._calibration_images or [s.image for s in scenes]
+        pixels = [self._load_and_preprocess(i).numpy()[None] for i in list(images)[:count]]
+        texts = [s.caption for s in scenes] + [t.format(s.caption) for s in scenes[:32]
+                                               for t in ("a photo of {}.",)]
+        tokens = [trim_padding(self.tokenize([t], truncate=True)).numpy() for t in texts]
+        return {"image": pixels, "text": tokens}
+
+
+def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
+         precision: str = "fp32", mode: str = "throughput",
+         calibration: Sequence[ImageInput] | None = None) -> ClipModel:
+    """Load a CLIP or SigLIP checkpoint: an alias (``ViT-B/32``), a hub id, or a directory.
+
+    ``backend`` / ``precision`` pick the engine (``"auto"`` for the fastest this machine has);
+    the default, torch fp32, is the exact reference and the one that carries gradients.
+    ``mode`` is ``"throughput"`` (bulk work) or ``"latency"`` (one query at a time);
+    ``calibration`` images tune int8 quantisation (default: generated shapes scenes).
+    """
     checkpoint = locate(name_or_path)
     hf_model = _load_hf_model(checkpoint)
     return ClipModel(
-        checkpoint, hf_model, _load_transform(checkpoint, hf_model), _load_tokenizer(checkpoint, hf_model.config),
-        device=device,
+        checkpoint, hf_model, _load_transform(checkpoint, hf_model),
+        _load_tokenizer(checkpoint, hf_model.config), device=device, backend=backend,
+        precision=precision, mode=mode, calibration=calibration,
     )
 
 

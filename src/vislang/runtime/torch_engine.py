@@ -2,20 +2,25 @@
 
 Every engine has the same two methods; other engines (OpenVINO, ONNX Runtime) are checked
 against this one. Inputs and outputs are torch tensors so that gradients can flow through the
-torch engine (training, relevance saliency); the features are the *projected*, unnormalised
-embeddings, as OpenAI's ``encode_image`` / ``encode_text`` return them.
+torch engine in fp32 (training, relevance saliency); the features are the *projected*,
+unnormalised embeddings, as OpenAI's ``encode_image`` / ``encode_text`` return them. Lower
+precisions cast the weights (bf16 on CPUs with bf16 units, fp16 on CUDA); outputs stay float32.
 """
 
 from __future__ import annotations
 
 import torch
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, hf_model: torch.nn.Module, device: str | torch.device = "cpu"):
-        self.model = hf_model.to(device).eval()
+    def __init__(self, hf_model: torch.nn.Module, device: str | torch.device = "cpu",
+                 precision: str = "fp32"):
+        self.precision = precision
+        self.model = hf_model.to(device, dtype=DTYPES[precision]).eval()
         self.device = torch.device(device)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

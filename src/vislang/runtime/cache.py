@@ -1,0 +1,79 @@
+"""Where exported and compiled engines live, so the second run neither re-exports nor recompiles.
+
+Each export is a folder named by a hash of everything that changes the graph: the weights
+(model key), the tower, backend, precision, calibration, and the versions of the libraries
+that wrote it. A change in any of them is a new folder; ``vislang cache clear`` removes all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+LIBRARIES = ("vislang", "torch", "transformers", "openvino", "nncf", "onnx", "onnxruntime")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("VISLANG_CACHE", user_cache_dir("vislang"))) / "engines"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return versions
+
+
+def entry_dir(model_key: str, tower: str, backend: str, precision: str, extra: str = "") -> Path:
+    """The folder for one exported tower; its ``meta.json`` says what it holds."""
+    identity = {"model": model_key, "tower": tower, "backend": backend, "precision": precision,
+                "extra": extra, "versions": library_versions()}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", model_key.split("@")[0])[-40:].strip("-")
+    folder = cache_root() / f"{readable}-{tower}-{backend}-{precision}-{digest}"
+    if not (folder / "meta.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "meta.json").write_text(json.dumps(identity, indent=2))
+    return folder
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    model: str
+    tower: str
+    backend: str
+    precision: str
+    size_bytes: int
+
+
+def list_entries() -> list[CacheEntry]:
+    entries = []
+    root = cache_root()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        meta_file = folder / "meta.json"
+        if not meta_file.is_file():
+            continue
+        meta = json.loads(meta_file.read_text())
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        entries.append(CacheEntry(folder, meta["model"], meta["tower"], meta["backend"],
+                                  meta["precision"], size))
+    return entries
+
+
+def clear() -> int:
+    """Remove every cached engine; returns the bytes freed."""
+    freed = sum(e.size_bytes for e in list_entries())
+    shutil.rmtree(cache_root(), ignore_errors=True)
+    return freed
