@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Exported engines go to a folder of this test run, not the user's cache.
+os.environ["VISLANG_CACHE"] = tempfile.mkdtemp(prefix="vislang-test-cache-")
 
 VISLANG = Path(sys.executable).with_name("vislang")
 

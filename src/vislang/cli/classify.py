@@ -10,8 +10,10 @@ from rich.table import Table
 
 from vislang.cli.common import (
     DEFAULT_MODEL,
+    BackendOption,
     JsonOption,
     ModelOption,
+    PrecisionOption,
     existing_files,
     load_model,
     print_json,
@@ -34,17 +36,19 @@ def classify(
     top: int = typer.Option(5, "--top", "-k", min=1, help="How many labels to show per image."),
     model: str = ModelOption,
     templates: str = TemplatesOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Classify images zero-shot among LABELS, or with a trained linear probe."""
     existing_files(images)
     if probe_file is not None:
-        class_names, probs = _probe_probabilities(probe_file, images, model)
+        class_names, probs = _probe_probabilities(probe_file, images, model, backend, precision)
     else:
         from vislang.zeroshot import Classifier
 
-        classifier = Classifier(load_model(model, json_out), _read_labels(labels, labels_file),
-                                templates)
+        clip = load_model(model, json_out, backend, precision)
+        classifier = Classifier(clip, _read_labels(labels, labels_file), templates)
         class_names = classifier.labels
         probs = classifier.probabilities(
             classifier.model.embed_images(images, progress=len(images) > 32))
@@ -74,12 +78,14 @@ def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
     return [label.strip() for label in labels.split(",") if label.strip()]
 
 
-def _probe_probabilities(probe_file: Path, images: list[Path], model: str):
+def _probe_probabilities(probe_file: Path, images: list[Path], model: str, backend: str,
+                         precision: str):
     from vislang.probe import LinearProbe
 
     existing_files([probe_file])
     probe = LinearProbe.load(probe_file)
-    clip = load_model(probe.model_name if model == DEFAULT_MODEL else model, quiet=True)
+    clip = load_model(probe.model_name if model == DEFAULT_MODEL else model, True, backend,
+                      precision)
     if clip.model_key != probe.model_key:
         raise InputError(f"{probe_file} was trained on features of {probe.model_key}, "
                          f"but the model is {clip.model_key}; pass --model {probe.model_name}")
@@ -91,6 +97,8 @@ def eval_zeroshot(
     folder: Path = typer.Argument(..., help="ImageFolder: one sub-folder of images per class."),
     model: str = ModelOption,
     templates: str = TemplatesOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table."""
@@ -98,7 +106,8 @@ def eval_zeroshot(
     from vislang.zeroshot import Classifier
 
     data = ImageFolder.open(folder)
-    classifier = Classifier(load_model(model, json_out), data.classes, templates)
+    classifier = Classifier(load_model(model, json_out, backend, precision), data.classes,
+                            templates)
     probs = classifier.probabilities(classifier.model.embed_images(data.paths, progress=True))
     report = accuracy_report(probs, np.array(data.targets), data.classes)
     report.update(model=classifier.model.model_key, images=len(data.paths))
@@ -123,6 +132,8 @@ def probe(
     test: Path = typer.Option(..., "--test", help="ImageFolder to measure it on."),
     save: Path = typer.Option(None, "--save", help="Write the probe here (for classify --probe)."),
     model: str = ModelOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Linear-probe evaluation: logistic regression on image features, C swept on validation."""
@@ -133,7 +144,7 @@ def probe(
     missing = sorted(set(test_data.classes) - set(train_data.classes))
     if missing:
         raise InputError(f"test classes not in the training folder: {', '.join(missing)}")
-    clip = load_model(model, json_out)
+    clip = load_model(model, json_out, backend, precision)
     train_x = clip.embed_images(train_data.paths, progress=True)
     test_x = clip.embed_images(test_data.paths, progress=True)
     fitted = fit_probe(train_x, np.array(train_data.targets), train_data.classes,
@@ -157,6 +168,8 @@ def probe(
 def eval_retrieval(
     pairs: Path = typer.Argument(..., help="A .jsonl or .csv of (image, caption) pairs."),
     model: str = ModelOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Text -> image recall@1 / @5: each distinct caption must find an image it describes."""
@@ -165,7 +178,7 @@ def eval_retrieval(
 
     problems = Problems()
     data = read_pairs(pairs, problems)
-    clip = load_model(model, json_out)
+    clip = load_model(model, json_out, backend, precision)
     images = clip.embed_images([p.image for p in data], progress=True)
     captions = [p.caption for p in data]
     queries = list(dict.fromkeys(captions))

@@ -18,6 +18,9 @@ ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m",
                            help="Model name (see `vislang models`), hub id or directory. "
                                 "Default: $VISLANG_MODEL or ViT-B/32.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+BackendOption = typer.Option("auto", "--backend", help="Engine: auto, torch, openvino, onnx "
+                             "(auto: the fastest installed; see `vislang info`).")
+PrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16, int8 or auto.")
 
 # Piped output is not a terminal: Rich would squeeze tables to 80 columns and cut file paths.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
@@ -38,10 +41,14 @@ def existing_files(paths: list[Path]) -> list[Path]:
     return paths
 
 
-def load_model(name: str, quiet: bool = False):
+def load_model(name: str, quiet: bool = False, backend: str = "torch", precision: str = "fp32",
+               mode: str = "throughput"):
+    """Load a model for a command; a first use of an engine exports and compiles it."""
     from vislang.models.clip import load
 
     if quiet:
-        return load(name)
-    with stderr.status(f"loading {name}..."):
-        return load(name)
+        return load(name, backend=backend, precision=precision, mode=mode)
+    with stderr.status(f"loading {name} ({backend}/{precision})..."):
+        model = load(name, backend=backend, precision=precision, mode=mode)
+    stderr.print(f"model {model.model_key}, engine {model.backend}", highlight=False)
+    return model

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vislang.cli import classify, demo, models, shapes, train
+from vislang.cli import classify, demo, engines, models, shapes, train
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -24,6 +24,9 @@ app.add_typer(classify.eval_app, name="eval")
 app.command("train")(train.train)
 app.command("shapes")(shapes.shapes)
 app.command("demo")(demo.demo)
+app.command("info")(engines.info)
+app.command("export")(engines.export)
+app.add_typer(engines.cache_app, name="cache")
 
 
 @app.callback()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.towers import example_inputs, towers
+from vislang.runtime.towers import example_inputs, quiet_export, towers
 
 INPUT_NAMES = {"image": "pixel_values", "text": "input_ids"}
 DYNAMIC_AXES = {"image": {"pixel_values": {0: "batch"}},
@@ -57,21 +57,28 @@ def export_towers(hf_model, model_key: str, precision: str,
     inputs = example_inputs(hf_model)
     for tower, module in towers(hf_model).items():
         folder = Path(out_dir or cache.entry_dir(model_key, tower, "onnx", precision))
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{tower}.onnx"
         if not path.is_file():
-            fp32_path = folder / f"{tower}.fp32.onnx" if precision != "fp32" else path
-            with torch.no_grad():
+            # Build under temporary names and rename last: a killed export never looks finished.
+            fp32_path = folder / f"{tower}.fp32.partial.onnx"
+            final_tmp = folder / f"{tower}.partial.onnx"
+            with torch.no_grad(), quiet_export():
                 torch.onnx.export(module, (inputs[tower],), str(fp32_path), dynamo=False,
                                   input_names=[INPUT_NAMES[tower]], output_names=["embeds"],
                                   dynamic_axes=DYNAMIC_AXES[tower], opset_version=17)
             if precision == "int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                quantize_dynamic(str(fp32_path), str(path), weight_type=QuantType.QInt8)
-            elif precision == "fp16":
-                _to_fp16(fp32_path, path)
-            if fp32_path != path:
+                with quiet_export():
+                    quantize_dynamic(str(fp32_path), str(final_tmp), weight_type=QuantType.QInt8)
                 fp32_path.unlink()
+            elif precision == "fp16":
+                _to_fp16(fp32_path, final_tmp)
+                fp32_path.unlink()
+            else:
+                fp32_path.rename(final_tmp)
+            final_tmp.rename(path)
         paths[tower] = path
     return paths
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.towers import example_inputs, towers
+from vislang.runtime.towers import example_inputs, quiet_export, towers
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
@@ -88,26 +88,30 @@ def export_towers(hf_model, model_key: str, precision: str,
     inputs = example_inputs(hf_model)
     data = None
     for tower, module in towers(hf_model).items():
-        folder = out_dir or cache.entry_dir(model_key, tower, "openvino", precision)
+        folder = Path(out_dir or cache.entry_dir(model_key, tower, "openvino", precision))
+        folder.mkdir(parents=True, exist_ok=True)
         path = Path(folder) / f"{tower}.xml"
         if not path.is_file():
             shape = [-1, *inputs[tower].shape[1:]] if tower == "image" else [-1, -1]
-            with torch.no_grad():
+            with torch.no_grad(), quiet_export():
                 graph = ov.convert_model(module, example_input=inputs[tower],
                                          input=[ov.PartialShape(shape)])
-            if precision == "int8":
-                data = data if data is not None else calibration()
-                graph = _quantize(graph, data[tower], tower)
-            ov.save_model(graph, str(path), compress_to_fp16=precision in ("bf16", "fp16"))
+                if precision == "int8":
+                    data = data if data is not None else calibration()
+                    graph = _quantize(graph, data[tower])
+            # Write under a temporary name, .xml last: a killed export never looks finished.
+            staging = path.with_suffix(".partial.xml")
+            ov.save_model(graph, str(staging), compress_to_fp16=precision in ("bf16", "fp16"))
+            staging.with_suffix(".bin").rename(path.with_suffix(".bin"))
+            staging.rename(path)
         paths[tower] = path
     return paths
 
 
-def _quantize(graph, samples: Iterable[np.ndarray], tower: str):
+def _quantize(graph, samples: Iterable[np.ndarray]):
     """NNCF post-training int8 quantisation, with transformer-aware patterns."""
     import nncf
 
     samples = list(samples)
     return nncf.quantize(graph, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(samples),
-                         fast_bias_correction=True)
+                         subset_size=len(samples), fast_bias_correction=True)

@@ -6,6 +6,10 @@ length), so the image side can be batched for throughput while a query runs alon
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+
 import torch
 
 
@@ -41,3 +45,20 @@ def example_inputs(hf_model) -> dict[str, torch.Tensor]:
 
 def towers(hf_model) -> dict[str, torch.nn.Module]:
     return {"image": ImageTower(hf_model).eval(), "text": TextTower(hf_model).eval()}
+
+
+@contextlib.contextmanager
+def quiet_export():
+    """Tracing warns about every Python branch in transformers' code, and NNCF draws progress
+    bars: none of it is actionable for a user exporting a supported model."""
+    loggers = [logging.getLogger(), logging.getLogger("nncf")]  # ORT's quantiser logs to root
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)

@@ -1,0 +1,413 @@
+"""Engines and precisions: every backend x precision against transformers eager fp32.
+
+For each architecture (real-size ViT-B/32 and ViT-B/16 CLIPs, random weights, built offline) the
+baseline is what the transformers docs show -- ``CLIPModel.get_image_features`` /
+``get_text_features`` in eager fp32 under ``torch.inference_mode()`` -- at batch 1 (latency) and
+batch 32 (throughput). Then every engine x precision this machine supports goes through
+``vislang.load(dir, backend=..., precision=..., mode=...)``:
+
+- ``mode="throughput"``: images/s and texts/s at batch 32 (``encode_image`` / ``encode_text``);
+- ``mode="latency"``: one image, and one 16-token text query, at a time.
+
+Each config's calls alternate with the baseline's (baseline, ours, baseline, ours, ...) so drift
+on a shared machine hits both alike; ratios are the medians of those paired runs. The first
+load of each config (export, int8 calibration, compilation) is timed on its own and kept out of
+the speed numbers. Correctness: the cosine similarity of each config's features to the torch
+fp32 features of the same inputs, the minimum over the batch.
+
+    .venv/bin/python bench/encode.py                  # ViT-B/32 + ViT-B/16: 20-30 min on 2 cores
+    .venv/bin/python bench/encode.py --arch tiny      # seconds: checks the script, not the speed
+    .venv/bin/python bench/encode.py --skip onnx/int8 openvino/int8 --json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from importlib import metadata  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import vislang  # noqa: E402
+from vislang import runtime  # noqa: E402
+
+ARCHS = {"vit-b-32": 32, "vit-b-16": 16, "tiny": None}  # name -> vision patch size
+BATCH = 32
+TEXT_TOKENS = 16  # start + 14 words + end
+QUERY = "a photo of a red cube to the left of a large blue sphere"  # exactly 16 tokens
+# Words that are one BPE token each, for a batch of 16-token texts.
+WORDS = ("a photo of the red blue green small large cube sphere cone on left right next to "
+         "dog cat car tree house man woman with and in near two three big old new white black "
+         "table room street park water sky picture image").split()
+WARMUP_CALLS = 2
+TARGET_IMAGE_THROUGHPUT = 8.0  # best images/s over the batch-32 baseline, ViT-B/32
+TARGET_TEXT_LATENCY = 5.0  # baseline batch-1 text latency over ours
+FP32_MIN_COSINE = 0.9999  # fp32 engines must give the reference's numbers
+NOTE_COSINE = 0.999  # lower precisions below this are flagged in the table
+
+
+def quiet() -> None:
+    """Keep the report the only output: no tracing warnings, progress bars or INFO logs."""
+    warnings.filterwarnings("ignore")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("nncf", "onnxruntime", "openvino"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except ImportError:
+        pass
+
+
+# -- setup ---------------------------------------------------------------------------------
+def write_checkpoint(directory: Path, arch: str) -> Path:
+    """A CLIP in save_pretrained layout, with processor and tokenizer, loadable offline."""
+    if arch == "tiny":
+        from vislang.models.tiny import tiny_clip
+
+        return tiny_clip(directory)
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from vislang.models.tokenizer import clip_tokenizer
+
+    torch.manual_seed(0)
+    config = CLIPConfig()  # defaults are ViT-B/32's shapes
+    config.vision_config.patch_size = ARCHS[arch]
+    CLIPModel(config).save_pretrained(directory)
+    CLIPImageProcessorPil(size={"shortest_edge": 224},
+                          crop_size={"height": 224, "width": 224}).save_pretrained(directory)
+    clip_tokenizer().save_pretrained(directory)
+    return directory
+
+
+def sixteen_token_texts(count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` texts of 14 one-token words each, tokenized as ``model.tokenize`` does."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=TEXT_TOKENS - 2)) for _ in range(count)]
+    return checked_tokens(vislang.tokenize(texts))
+
+
+def checked_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    lengths = (tokens != 0).sum(dim=1)
+    if not bool((lengths == TEXT_TOKENS).all()):
+        raise SystemExit(f"texts are not {TEXT_TOKENS} tokens long: {lengths.tolist()}")
+    return tokens
+
+
+def configs(skip: set[str]) -> list[tuple[str, str]]:
+    return [(b, p) for b in runtime.BACKENDS for p in runtime.supported_precisions(b)
+            if f"{b}/{p}" not in skip]
+
+
+# -- measurements --------------------------------------------------------------------------
+def clock(fn, *args):
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def warm(fn, *args) -> None:
+    for _ in range(WARMUP_CALLS):
+        clock(fn, *args)
+
+
+def alternate(baseline, ours, args_, calls: int):
+    """Baseline, ours, baseline, ours, ...: seconds per call for each, and ours' last output."""
+    base_s, ours_s, out = [], [], None
+    for _ in range(calls):
+        base_s.append(clock(baseline, *args_)[1])
+        out, seconds = clock(ours, *args_)
+        ours_s.append(seconds)
+    return base_s, ours_s, out
+
+
+def min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).min())
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def run(args) -> dict:
+    result = {"machine": machine_facts(), "batch": BATCH, "text_tokens": TEXT_TOKENS,
+              "batches": args.batches, "latency_calls": args.latency_calls,
+              "auto": None, "archs": {}}
+    work = Path(tempfile.mkdtemp(prefix="vislang-bench-encode-"))
+    # Exports and compiled blobs go to a scratch cache: none of it lands in the user's cache,
+    # and every config pays its real first-load cost.
+    os.environ["VISLANG_CACHE"] = str(work / "cache")
+    try:
+        choice = runtime.choose("auto", "auto")
+        result["auto"] = {"backend": choice.backend, "precision": choice.precision,
+                          "reason": choice.reason}
+        for arch in args.arch:
+            result["archs"][arch] = measure_arch(work / arch, arch, args)
+    finally:
+        if args.keep_cache:
+            print(f"(kept checkpoints and exported engines in {work})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def measure_arch(work: Path, arch: str, args) -> dict:
+    from transformers import CLIPModel
+
+    log = progress_log(args)
+    checkpoint = str(write_checkpoint(work / "model", arch))
+    baseline = CLIPModel.from_pretrained(checkpoint).eval()  # eager fp32, as the docs show
+    side = baseline.config.vision_config.image_size
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(BATCH, 3, side, side, generator=generator)
+    pixel1 = pixels[:1].clone()
+    query = checked_tokens(vislang.tokenize([QUERY]))
+    texts = sixteen_token_texts(BATCH)
+
+    def base_image(x):
+        return baseline.get_image_features(pixel_values=x).pooler_output
+
+    def base_text(ids):  # what a user passes for one text: its 16 tokens, no padding
+        return baseline.get_text_features(input_ids=ids[:, :TEXT_TOKENS]).pooler_output
+
+    reference = {"image": clock(base_image, pixels)[0], "image1": clock(base_image, pixel1)[0],
+                 "text": clock(base_text, texts)[0], "query": clock(base_text, query)[0]}
+    for fn, x in ((base_image, pixels), (base_image, pixel1), (base_text, texts),
+                  (base_text, query)):
+        warm(fn, x)
+
+    rows = []
+    base_runs = {"image_b32": [], "text_b32": [], "image_b1": [], "text_b1": []}
+    for backend, precision in configs(set(args.skip)):
+        name = f"{backend}/{precision}"
+        log(f"[{arch}] {name}: loading (throughput mode)")
+        row = {"config": name}
+        model, row["first_load_s"] = clock(vislang.load, checkpoint, "cpu", backend, precision,
+                                           "throughput")
+        assert torch.equal(model.tokenize([QUERY]), query), "model.tokenize differs"
+        warm(model.encode_image, pixels)
+        warm(model.encode_text, texts)
+        b, o, image_out = alternate(base_image, model.encode_image, (pixels,), args.batches)
+        base_runs["image_b32"] += b
+        row["image_b32_s"], row["image_b32_base_s"] = o, b
+        b, o, text_out = alternate(base_text, model.encode_text, (texts,), args.batches)
+        base_runs["text_b32"] += b
+        row["text_b32_s"], row["text_b32_base_s"] = o, b
+        del model
+        gc.collect()
+
+        log(f"[{arch}] {name}: loading (latency mode)")
+        model, row["second_load_s"] = clock(vislang.load, checkpoint, "cpu", backend, precision,
+                                            "latency")
+        warm(model.encode_image, pixel1)
+        warm(model.encode_text, query)
+        b, o, image1_out = alternate(base_image, model.encode_image, (pixel1,),
+                                     args.latency_calls)
+        base_runs["image_b1"] += b
+        row["image_b1_s"], row["image_b1_base_s"] = o, b
+        b, o, query_out = alternate(base_text, model.encode_text, (query,), args.latency_calls)
+        base_runs["text_b1"] += b
+        row["text_b1_s"], row["text_b1_base_s"] = o, b
+        del model
+        gc.collect()
+
+        row["images_per_s"] = BATCH / med(row["image_b32_s"])
+        row["texts_per_s"] = BATCH / med(row["text_b32_s"])
+        row["image_latency_ms"] = 1000 * med(row["image_b1_s"])
+        row["text_latency_ms"] = 1000 * med(row["text_b1_s"])
+        # Ratios against the baseline calls interleaved with this config's own.
+        row["x_image_b32"] = med(row["image_b32_base_s"]) / med(row["image_b32_s"])
+        row["x_image_latency"] = med(row["image_b1_base_s"]) / med(row["image_b1_s"])
+        row["x_text_latency"] = med(row["text_b1_base_s"]) / med(row["text_b1_s"])
+        row["cosine_image"] = min(min_cosine(image_out, reference["image"]),
+                                  min_cosine(image1_out, reference["image1"]))
+        row["cosine_text"] = min(min_cosine(text_out, reference["text"]),
+                                 min_cosine(query_out, reference["query"]))
+        log(f"[{arch}] {name}: {row['images_per_s']:.1f} images/s "
+            f"({row['x_image_b32']:.2f}x), text {row['text_latency_ms']:.2f} ms "
+            f"({row['x_text_latency']:.2f}x lower), first load {row['first_load_s']:.1f} s")
+        rows.append(row)
+
+    base = {"images_per_s": BATCH / med(base_runs["image_b32"]),
+            "texts_per_s": BATCH / med(base_runs["text_b32"]),
+            "image_latency_ms": 1000 * med(base_runs["image_b1"]),
+            "text_latency_ms": 1000 * med(base_runs["text_b1"]),
+            "runs": base_runs}
+    del baseline
+    gc.collect()
+    return {"checkpoint": {"patch_size": ARCHS[arch], "image_size": side},
+            "baseline": base, "configs": rows, "summary": summarise(rows)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    best_tp = max(rows, key=lambda r: r["x_image_b32"])
+    best_lat = max(rows, key=lambda r: r["x_text_latency"])
+    best_img_lat = max(rows, key=lambda r: r["x_image_latency"])
+    return {"best_image_throughput": {"config": best_tp["config"], "ratio": best_tp["x_image_b32"]},
+            "best_text_latency": {"config": best_lat["config"], "ratio": best_lat["x_text_latency"]},
+            "best_image_latency": {"config": best_img_lat["config"],
+                                   "ratio": best_img_lat["x_image_latency"]}}
+
+
+def progress_log(args):
+    def log(message: str) -> None:
+        if not args.json:
+            print(f"  .. {message}", flush=True)
+    return log
+
+
+def machine_facts() -> dict:
+    cpu = platform.processor() or "unknown"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("unknown", platform.processor()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    versions = {}
+    for name in ("torch", "transformers", "openvino", "nncf", "onnxruntime", "onnx", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "-"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "isa": [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx512_fp16")
+                if f" {f}" in flags],
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+# -- output --------------------------------------------------------------------------------
+def print_report(r: dict) -> None:
+    m = r["machine"]
+    print(f"\ncpu: {m['cpu']}, {m['cores']} cores, torch threads: {m['torch_threads']}, "
+          f"isa: {' '.join(m['isa']) or '-'}")
+    print(f"python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, "
+          f"openvino {m['openvino']}, nncf {m['nncf']}, onnxruntime {m['onnxruntime']}, "
+          f"onnx {m['onnx']}, numpy {m['numpy']}")
+    print(f"batch {r['batch']} for throughput (median of {r['batches']} batches), one item for "
+          f"latency (median of {r['latency_calls']} calls), texts of {r['text_tokens']} tokens")
+    for arch, a in r["archs"].items():
+        print_arch(arch, a)
+    print_summary(r)
+
+
+def print_arch(arch: str, a: dict) -> None:
+    base = a["baseline"]
+    print(f"\n== {arch} (patch {a['checkpoint']['patch_size']}, "
+          f"{a['checkpoint']['image_size']} px, random weights) ==")
+    head = (f"{'config':<16}{'images/s':>9}{'x b32':>7}{'img ms':>9}{'x lower':>8}"
+            f"{'texts/s':>9}{'txt ms':>8}{'x lower':>8}{'cos img':>9}{'cos txt':>9}"
+            f"{'load s':>8}{'2nd s':>7}")
+    print(head)
+    print(f"{'hf fp32 b32':<16}{base['images_per_s']:>9.1f}{1:>7.2f}{'':>9}{'':>8}"
+          f"{base['texts_per_s']:>9.1f}")
+    print(f"{'hf fp32 b1':<16}{'':>9}{'':>7}{base['image_latency_ms']:>9.1f}{1:>8.2f}"
+          f"{'':>9}{base['text_latency_ms']:>8.2f}{1:>8.2f}")
+    for row in a["configs"]:
+        flag = lambda c: f"{c:.5f}" + ("!" if c < NOTE_COSINE else " ")  # noqa: E731
+        print(f"{row['config']:<16}{row['images_per_s']:>9.1f}{row['x_image_b32']:>7.2f}"
+              f"{row['image_latency_ms']:>9.1f}{row['x_image_latency']:>8.2f}"
+              f"{row['texts_per_s']:>9.1f}{row['text_latency_ms']:>8.2f}"
+              f"{row['x_text_latency']:>8.2f}{flag(row['cosine_image']):>9}"
+              f"{flag(row['cosine_text']):>9}{row['first_load_s']:>8.1f}"
+              f"{row['second_load_s']:>7.1f}")
+    print("x b32: images/s over the batch-32 baseline; x lower: baseline batch-1 latency over "
+          "ours (ratios of the paired, interleaved runs); cos: min cosine vs torch fp32 "
+          f"(! below {NOTE_COSINE}); load s: first load (export, calibration, compile), "
+          "2nd s: the latency-mode load after it")
+
+
+def print_summary(r: dict) -> None:
+    print()
+    for arch, a in r["archs"].items():
+        s = a["summary"]
+        if not s:
+            continue
+        tp, lat = s["best_image_throughput"], s["best_text_latency"]
+        tp_mark = ("met" if tp["ratio"] >= TARGET_IMAGE_THROUGHPUT else "NOT met")
+        lat_mark = ("met" if lat["ratio"] >= TARGET_TEXT_LATENCY else "NOT met")
+        target = f" (target >= {TARGET_IMAGE_THROUGHPUT:g}x: {tp_mark})" if arch == "vit-b-32" else ""
+        print(f"{arch}: best image throughput {tp['ratio']:.2f}x the batch-32 baseline "
+              f"({tp['config']}){target}")
+        print(f"{arch}: best single-query text latency {lat['ratio']:.2f}x lower than the "
+              f"batch-1 baseline ({lat['config']}) (target >= {TARGET_TEXT_LATENCY:g}x: "
+              f"{lat_mark})")
+        print(f"{arch}: best single-image latency {s['best_image_latency']['ratio']:.2f}x lower "
+              f"({s['best_image_latency']['config']})")
+    auto = r["auto"]
+    print(f"auto: vislang.runtime.choose('auto', 'auto') -> {auto['backend']}/{auto['precision']}"
+          f" ({auto['reason']})")
+    for arch, a in r["archs"].items():
+        rows = {row["config"]: row for row in a["configs"]}
+        picked = rows.get(f"{auto['backend']}/{auto['precision']}")
+        if picked and a["summary"]:
+            tp, lat = a["summary"]["best_image_throughput"], a["summary"]["best_text_latency"]
+            print(f"{arch}: auto's config gives {picked['x_image_b32']:.2f}x throughput "
+                  f"(best {tp['config']} {tp['ratio']:.2f}x) and {picked['x_text_latency']:.2f}x "
+                  f"lower text latency (best {lat['config']} {lat['ratio']:.2f}x)")
+
+
+def fp32_disagreements(r: dict) -> list[str]:
+    return [f"{arch} {row['config']}: cosine {min(row['cosine_image'], row['cosine_text']):.6f}"
+            for arch, a in r["archs"].items() for row in a["configs"]
+            if row["config"].endswith("/fp32")
+            and min(row["cosine_image"], row["cosine_text"]) < FP32_MIN_COSINE]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", choices=list(ARCHS), default=["vit-b-32", "vit-b-16"])
+    parser.add_argument("--batches", type=int, default=3, metavar="N",
+                        help="timed batches of 32 per config (after 2 warm-up calls)")
+    parser.add_argument("--latency-calls", type=int, default=10, metavar="N",
+                        help="timed single-item calls per config (after 2 warm-up calls)")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="BACKEND/PRECISION",
+                        help="configs to leave out, e.g. onnx/int8 openvino/int8")
+    parser.add_argument("--keep-cache", action="store_true",
+                        help="keep the scratch checkpoints and exported engines (path printed)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args()
+    known = {f"{b}/{p}" for b in runtime.BACKENDS for p in runtime.PRECISIONS}
+    if unknown := set(args.skip) - known:
+        parser.error(f"unknown config(s) to skip: {', '.join(sorted(unknown))}")
+    quiet()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_report(result)
+    if bad := fp32_disagreements(result):
+        print("fp32 engines disagree with the torch reference: " + "; ".join(bad))
+        raise SystemExit(1)  # a speed claim about different numbers is no claim
+
+
+if __name__ == "__main__":
+    main()

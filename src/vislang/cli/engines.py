@@ -1,0 +1,139 @@
+"""``vislang info``, ``vislang export`` and ``vislang cache``: engines, precisions, exports."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vislang.cli.common import JsonOption, print_json, stderr, stdout
+from vislang.errors import InputError
+
+cache_app = typer.Typer(help="Exported and compiled engines kept between runs.",
+                        no_args_is_help=True)
+
+
+def info(json_out: bool = JsonOption) -> None:
+    """This machine, the engines installed, what each can run, and what `auto` picks."""
+    import torch
+
+    from vislang.runtime import BACKENDS, choose, cpu_has_bf16, installed, supported_precisions
+    from vislang.runtime.cache import cache_root, library_versions, list_entries
+
+    choice = choose("auto", "auto", "cuda" if torch.cuda.is_available() else "cpu")
+    report = {
+        "versions": library_versions() | {"python": platform.python_version()},
+        "cpu": _cpu_name(), "cores": os.cpu_count(),
+        "cpu_bf16": cpu_has_bf16(), "cpu_amx": torch.cpu._is_amx_tile_supported(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "backends": {b: {"installed": installed(b), "precisions": list(supported_precisions(b))}
+                     for b in BACKENDS},
+        "auto": {"backend": choice.backend, "precision": choice.precision,
+                 "reason": choice.reason},
+        "engine_cache": {"path": str(cache_root()), "entries": len(list_entries())},
+    }
+    if json_out:
+        print_json(report)
+        return
+    stdout.print(f"cpu: {report['cpu']} ({report['cores']} cores), bf16 units: "
+                 f"{'yes' if report['cpu_bf16'] else 'no'}, AMX: "
+                 f"{'yes' if report['cpu_amx'] else 'no'}; CUDA: {report['cuda'] or 'none'}")
+    versions = report["versions"]
+    stdout.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v != "-"))
+    table = Table("backend", "installed", "precisions (best first)")
+    for name, row in report["backends"].items():
+        table.add_row(name, "yes" if row["installed"] else "no",
+                      ", ".join(row["precisions"]) or "-")
+    stdout.print(table)
+    stdout.print(f"auto picks [bold]{choice.backend}/{choice.precision}[/]: {choice.reason}")
+    stdout.print(f"engine cache: {report['engine_cache']['path']} "
+                 f"({report['engine_cache']['entries']} exports)")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def export(
+    model: str = typer.Argument(..., help="Model name, hub id or directory."),
+    backend: str = typer.Option(..., "--backend", help="openvino or onnx."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16, fp16 or int8."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./NAME-BACKEND-"
+                                                       "PRECISION)."),
+    calibration: Path = typer.Option(None, "--calibration",
+                                     help="Folder of your images to calibrate int8 on "
+                                          "(default: generated shapes scenes)."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Write the image and text towers as separate graphs with a dynamic batch dimension."""
+    from vislang.images import is_image_path
+    from vislang.models.clip import load
+    from vislang.runtime import choose
+
+    if backend not in ("openvino", "onnx"):
+        raise InputError("export writes openvino or onnx graphs; torch needs no export")
+    choose(backend, precision)  # refuses what this machine cannot run, with the way out
+    images = None
+    if calibration is not None:
+        images = sorted(p for p in calibration.rglob("*") if p.is_file() and is_image_path(p))
+        if not images:
+            raise InputError(f"no images under {calibration} to calibrate int8 on")
+    clip = load(model, calibration=images)
+    out = out or Path(f"{Path(model).name or 'model'}-{backend}-{precision}".replace("/", "-"))
+    with stderr.status(f"exporting {clip.model_key} to {backend}/{precision}..."):
+        if backend == "openvino":
+            from vislang.runtime.openvino_engine import export_towers
+
+            paths = export_towers(clip.hf_model, clip.model_key, precision,
+                                  clip._calibration_data, out_dir=out)
+        else:
+            from vislang.runtime.onnx_engine import export_towers
+
+            paths = export_towers(clip.hf_model, clip.model_key, precision, out_dir=out)
+    result = {"model": clip.model_key, "backend": backend, "precision": precision,
+              "files": {tower: str(path) for tower, path in paths.items()}}
+    if json_out:
+        print_json(result)
+        return
+    for tower, path in paths.items():
+        stdout.print(f"{tower} tower: {path}")
+
+
+@cache_app.command("list")
+def cache_list(json_out: bool = JsonOption) -> None:
+    """Show cached exports: model, tower, engine, precision, size."""
+    from vislang.runtime.cache import cache_root, list_entries
+
+    entries = list_entries()
+    if json_out:
+        print_json([{"path": str(e.path), "model": e.model, "tower": e.tower,
+                     "backend": e.backend, "precision": e.precision, "bytes": e.size_bytes}
+                    for e in entries])
+        return
+    table = Table("model", "tower", "engine", "size", title=str(cache_root()))
+    for e in entries:
+        table.add_row(e.model, e.tower, f"{e.backend}/{e.precision}",
+                      f"{e.size_bytes / 2**20:.1f} MiB")
+    stdout.print(table if entries else f"no cached engines in {cache_root()}")
+
+
+@cache_app.command("clear")
+def cache_clear(json_out: bool = JsonOption) -> None:
+    """Delete every cached export; the next run re-exports what it needs."""
+    from vislang.runtime.cache import clear
+
+    freed = clear()
+    if json_out:
+        print_json({"freed_bytes": freed})
+        return
+    stdout.print(f"freed {freed / 2**20:.1f} MiB")
+
