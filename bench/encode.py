@@ -27,12 +27,13 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
 
 import argparse  # noqa: E402
-import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -55,6 +56,9 @@ WORDS = ("a photo of the red blue green small large cube sphere cone on left rig
          "dog cat car tree house man woman with and in near two three big old new white black "
          "table room street park water sky picture image").split()
 WARMUP_CALLS = 2
+# Idle time between alternated calls: ONNX Runtime's and OpenMP's worker threads spin for a
+# while after a call, and on 2 cores that spinning would slow whichever engine runs next.
+PAUSE_S = 0.1
 TARGET_IMAGE_THROUGHPUT = 8.0  # best images/s over the batch-32 baseline, ViT-B/32
 TARGET_TEXT_LATENCY = 5.0  # baseline batch-1 text latency over ours
 FP32_MIN_COSINE = 0.9999  # fp32 engines must give the reference's numbers
@@ -133,7 +137,9 @@ def alternate(baseline, ours, args_, calls: int):
     """Baseline, ours, baseline, ours, ...: seconds per call for each, and ours' last output."""
     base_s, ours_s, out = [], [], None
     for _ in range(calls):
+        time.sleep(PAUSE_S)
         base_s.append(clock(baseline, *args_)[1])
+        time.sleep(PAUSE_S)
         out, seconds = clock(ours, *args_)
         ours_s.append(seconds)
     return base_s, ours_s, out
@@ -153,7 +159,7 @@ def run(args) -> dict:
               "auto": None, "archs": {}}
     work = Path(tempfile.mkdtemp(prefix="vislang-bench-encode-"))
     # Exports and compiled blobs go to a scratch cache: none of it lands in the user's cache,
-    # and every config pays its real first-load cost.
+    # and every config pays its real first-load cost. Workers inherit the variable.
     os.environ["VISLANG_CACHE"] = str(work / "cache")
     try:
         choice = runtime.choose("auto", "auto")
@@ -163,24 +169,84 @@ def run(args) -> dict:
             result["archs"][arch] = measure_arch(work / arch, arch, args)
     finally:
         if args.keep_cache:
-            print(f"(kept checkpoints and exported engines in {work})")
+            print(f"(kept checkpoints and exported engines in {work})", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
     return result
 
 
 def measure_arch(work: Path, arch: str, args) -> dict:
+    """The checkpoint and inputs here; each config in a fresh worker process.
+
+    A process per config means no engine's threads, caches or memory outlive it to slow the
+    next one, and no engine is torn down mid-run: a worker leaves with ``os._exit``.
+    """
+    log = progress_log(args)
+    work.mkdir(parents=True)
+    checkpoint = write_checkpoint(work / "model", arch)
+    generator = torch.Generator().manual_seed(0)
+    from transformers import CLIPConfig
+
+    vision = CLIPConfig.from_pretrained(checkpoint).vision_config
+    inputs = {"pixels": torch.randn(BATCH, 3, vision.image_size, vision.image_size,
+                                    generator=generator),
+              "query": checked_tokens(vislang.tokenize([QUERY])),
+              "texts": sixteen_token_texts(BATCH)}
+    torch.save(inputs, work / "inputs.pt")
+
+    rows, failures = [], []
+    base_runs = {"image_b32": [], "text_b32": [], "image_b1": [], "text_b1": []}
+    for backend, precision in configs(set(args.skip)):
+        name = f"{backend}/{precision}"
+        log(f"[{arch}] {name} ...")
+        spec = {"checkpoint": str(checkpoint), "inputs": str(work / "inputs.pt"),
+                "backend": backend, "precision": precision, "batches": args.batches,
+                "latency_calls": args.latency_calls,
+                "out": str(work / f"{backend}-{precision}.json")}
+        started = time.perf_counter()
+        try:
+            # The worker's stdout is only NNCF's calibration progress bars; errors go to stderr.
+            subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                           check=True, timeout=args.worker_timeout, stdout=subprocess.DEVNULL)
+            row = json.loads(Path(spec["out"]).read_text())
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
+            log(f"[{arch}] {name}: FAILED ({error})")
+            failures.append({"config": name, "error": str(error)})
+            continue
+        row["worker_s"] = time.perf_counter() - started
+        for key in base_runs:
+            base_runs[key] += row[f"{key}_base_s"]
+        log(f"[{arch}] {name}: {row['images_per_s']:.1f} images/s "
+            f"({row['x_image_b32']:.2f}x), text {row['text_latency_ms']:.2f} ms "
+            f"({row['x_text_latency']:.2f}x lower), first load {row['first_load_s']:.1f} s, "
+            f"{row['worker_s']:.0f} s in all")
+        rows.append(row)
+
+    base = {"images_per_s": BATCH / med(base_runs["image_b32"]) if rows else None,
+            "texts_per_s": BATCH / med(base_runs["text_b32"]) if rows else None,
+            "image_latency_ms": 1000 * med(base_runs["image_b1"]) if rows else None,
+            "text_latency_ms": 1000 * med(base_runs["text_b1"]) if rows else None,
+            "runs": base_runs}
+    return {"checkpoint": {"patch_size": vision.patch_size, "image_size": vision.image_size},
+            "baseline": base, "configs": rows, "failures": failures,
+            "summary": summarise(rows, base)}
+
+
+def worker(spec: dict) -> None:
+    """One engine x precision against the baseline, in this process; writes spec["out"]."""
     from transformers import CLIPModel
 
-    log = progress_log(args)
-    checkpoint = str(write_checkpoint(work / "model", arch))
-    baseline = CLIPModel.from_pretrained(checkpoint).eval()  # eager fp32, as the docs show
-    side = baseline.config.vision_config.image_size
-    generator = torch.Generator().manual_seed(0)
-    pixels = torch.randn(BATCH, 3, side, side, generator=generator)
+    quiet()
+    backend, precision = spec["backend"], spec["precision"]
+    # Import the engine's library before any clock runs: load times are export and compile.
+    __import__({"torch": "torch", "openvino": "openvino", "onnx": "onnxruntime"}[backend])
+    if precision == "int8" and backend == "openvino":
+        __import__("nncf")
+    quiet()  # again: the imports above may have set up their own loggers
+    inputs = torch.load(spec["inputs"])
+    pixels, query, texts = inputs["pixels"], inputs["query"], inputs["texts"]
     pixel1 = pixels[:1].clone()
-    query = checked_tokens(vislang.tokenize([QUERY]))
-    texts = sixteen_token_texts(BATCH)
+    baseline = CLIPModel.from_pretrained(spec["checkpoint"]).eval()  # eager fp32, as the docs show
 
     def base_image(x):
         return baseline.get_image_features(pixel_values=x).pooler_output
@@ -194,95 +260,79 @@ def measure_arch(work: Path, arch: str, args) -> dict:
                   (base_text, query)):
         warm(fn, x)
 
-    rows = []
-    base_runs = {"image_b32": [], "text_b32": [], "image_b1": [], "text_b1": []}
-    for backend, precision in configs(set(args.skip)):
-        name = f"{backend}/{precision}"
-        log(f"[{arch}] {name}: loading (throughput mode)")
-        row = {"config": name}
-        model, row["first_load_s"] = clock(vislang.load, checkpoint, "cpu", backend, precision,
-                                           "throughput")
-        assert torch.equal(model.tokenize([QUERY]), query), "model.tokenize differs"
-        warm(model.encode_image, pixels)
-        warm(model.encode_text, texts)
-        b, o, image_out = alternate(base_image, model.encode_image, (pixels,), args.batches)
-        base_runs["image_b32"] += b
-        row["image_b32_s"], row["image_b32_base_s"] = o, b
-        b, o, text_out = alternate(base_text, model.encode_text, (texts,), args.batches)
-        base_runs["text_b32"] += b
-        row["text_b32_s"], row["text_b32_base_s"] = o, b
-        del model
-        gc.collect()
+    row = {"config": f"{backend}/{precision}"}
+    load = (spec["checkpoint"], "cpu", backend, precision)
+    model, row["first_load_s"] = clock(vislang.load, *load, "throughput")
+    assert torch.equal(model.tokenize([QUERY]), query), "model.tokenize differs"
+    warm(model.encode_image, pixels)
+    warm(model.encode_text, texts)
+    b, o, image_out = alternate(base_image, model.encode_image, (pixels,), spec["batches"])
+    row["image_b32_s"], row["image_b32_base_s"] = o, b
+    b, o, text_out = alternate(base_text, model.encode_text, (texts,), spec["batches"])
+    row["text_b32_s"], row["text_b32_base_s"] = o, b
 
-        log(f"[{arch}] {name}: loading (latency mode)")
-        model, row["second_load_s"] = clock(vislang.load, checkpoint, "cpu", backend, precision,
-                                            "latency")
-        warm(model.encode_image, pixel1)
-        warm(model.encode_text, query)
-        b, o, image1_out = alternate(base_image, model.encode_image, (pixel1,),
-                                     args.latency_calls)
-        base_runs["image_b1"] += b
-        row["image_b1_s"], row["image_b1_base_s"] = o, b
-        b, o, query_out = alternate(base_text, model.encode_text, (query,), args.latency_calls)
-        base_runs["text_b1"] += b
-        row["text_b1_s"], row["text_b1_base_s"] = o, b
-        del model
-        gc.collect()
+    latency_model, row["second_load_s"] = clock(vislang.load, *load, "latency")
+    warm(latency_model.encode_image, pixel1)
+    warm(latency_model.encode_text, query)
+    calls = spec["latency_calls"]
+    b, o, image1_out = alternate(base_image, latency_model.encode_image, (pixel1,), calls)
+    row["image_b1_s"], row["image_b1_base_s"] = o, b
+    b, o, query_out = alternate(base_text, latency_model.encode_text, (query,), calls)
+    row["text_b1_s"], row["text_b1_base_s"] = o, b
 
-        row["images_per_s"] = BATCH / med(row["image_b32_s"])
-        row["texts_per_s"] = BATCH / med(row["text_b32_s"])
-        row["image_latency_ms"] = 1000 * med(row["image_b1_s"])
-        row["text_latency_ms"] = 1000 * med(row["text_b1_s"])
-        # Ratios against the baseline calls interleaved with this config's own.
-        row["x_image_b32"] = med(row["image_b32_base_s"]) / med(row["image_b32_s"])
-        row["x_image_latency"] = med(row["image_b1_base_s"]) / med(row["image_b1_s"])
-        row["x_text_latency"] = med(row["text_b1_base_s"]) / med(row["text_b1_s"])
-        row["cosine_image"] = min(min_cosine(image_out, reference["image"]),
-                                  min_cosine(image1_out, reference["image1"]))
-        row["cosine_text"] = min(min_cosine(text_out, reference["text"]),
-                                 min_cosine(query_out, reference["query"]))
-        log(f"[{arch}] {name}: {row['images_per_s']:.1f} images/s "
-            f"({row['x_image_b32']:.2f}x), text {row['text_latency_ms']:.2f} ms "
-            f"({row['x_text_latency']:.2f}x lower), first load {row['first_load_s']:.1f} s")
-        rows.append(row)
-
-    base = {"images_per_s": BATCH / med(base_runs["image_b32"]),
-            "texts_per_s": BATCH / med(base_runs["text_b32"]),
-            "image_latency_ms": 1000 * med(base_runs["image_b1"]),
-            "text_latency_ms": 1000 * med(base_runs["text_b1"]),
-            "runs": base_runs}
-    del baseline
-    gc.collect()
-    return {"checkpoint": {"patch_size": ARCHS[arch], "image_size": side},
-            "baseline": base, "configs": rows, "summary": summarise(rows)}
+    row["images_per_s"] = BATCH / med(row["image_b32_s"])
+    row["texts_per_s"] = BATCH / med(row["text_b32_s"])
+    row["image_latency_ms"] = 1000 * med(row["image_b1_s"])
+    row["text_latency_ms"] = 1000 * med(row["text_b1_s"])
+    # Ratios against the baseline calls interleaved with this config's own.
+    row["x_image_b32"] = med(row["image_b32_base_s"]) / med(row["image_b32_s"])
+    row["x_text_b32"] = med(row["text_b32_base_s"]) / med(row["text_b32_s"])
+    row["x_image_latency"] = med(row["image_b1_base_s"]) / med(row["image_b1_s"])
+    row["x_text_latency"] = med(row["text_b1_base_s"]) / med(row["text_b1_s"])
+    row["cosine_image"] = min(min_cosine(image_out, reference["image"]),
+                              min_cosine(image1_out, reference["image1"]))
+    row["cosine_text"] = min(min_cosine(text_out, reference["text"]),
+                             min_cosine(query_out, reference["query"]))
+    Path(spec["out"]).write_text(json.dumps(row))
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], base: dict) -> dict:
+    """The best config for each target, by the paired ratio (house style) and, because the
+    baseline itself drifts between workers on a shared machine, also against the median of
+    every baseline call of the run ("pooled")."""
     if not rows:
         return {}
-    best_tp = max(rows, key=lambda r: r["x_image_b32"])
-    best_lat = max(rows, key=lambda r: r["x_text_latency"])
-    best_img_lat = max(rows, key=lambda r: r["x_image_latency"])
-    return {"best_image_throughput": {"config": best_tp["config"], "ratio": best_tp["x_image_b32"]},
-            "best_text_latency": {"config": best_lat["config"], "ratio": best_lat["x_text_latency"]},
-            "best_image_latency": {"config": best_img_lat["config"],
-                                   "ratio": best_img_lat["x_image_latency"]}}
+    for row in rows:
+        row["x_image_b32_pooled"] = row["images_per_s"] / base["images_per_s"]
+        row["x_text_latency_pooled"] = base["text_latency_ms"] / row["text_latency_ms"]
+        row["x_image_latency_pooled"] = base["image_latency_ms"] / row["image_latency_ms"]
+
+    def best(key: str) -> dict:
+        row = max(rows, key=lambda r: r[key])
+        pooled = max(rows, key=lambda r: r[f"{key}_pooled"])
+        return {"config": row["config"], "ratio": row[key],
+                "pooled_config": pooled["config"], "pooled_ratio": pooled[f"{key}_pooled"]}
+
+    return {"best_image_throughput": best("x_image_b32"),
+            "best_text_latency": best("x_text_latency"),
+            "best_image_latency": best("x_image_latency")}
 
 
 def progress_log(args):
     def log(message: str) -> None:
         if not args.json:
             print(f"  .. {message}", flush=True)
+        else:
+            print(f"  .. {message}", file=sys.stderr, flush=True)
     return log
 
 
 def machine_facts() -> dict:
-    cpu = platform.processor() or "unknown"
-    flags = ""
+    cpu_line, flags = "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("unknown", platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not cpu_line:
+                cpu_line = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = line
     except OSError:
@@ -294,7 +344,7 @@ def machine_facts() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = "-"
     return {
-        "cpu": cpu,
+        "cpu": cpu_line or platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "isa": [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx512_fp16")
@@ -321,6 +371,10 @@ def print_report(r: dict) -> None:
 
 def print_arch(arch: str, a: dict) -> None:
     base = a["baseline"]
+    for failure in a["failures"]:
+        print(f"\n{arch} {failure['config']}: FAILED ({failure['error']})")
+    if not a["configs"]:
+        return
     print(f"\n== {arch} (patch {a['checkpoint']['patch_size']}, "
           f"{a['checkpoint']['image_size']} px, random weights) ==")
     head = (f"{'config':<16}{'images/s':>9}{'x b32':>7}{'img ms':>9}{'x lower':>8}"
@@ -345,6 +399,19 @@ def print_arch(arch: str, a: dict) -> None:
           "2nd s: the latency-mode load after it")
 
 
+def verdict(best: dict, target: float) -> str:
+    if best["ratio"] >= target and best["pooled_ratio"] >= target:
+        return "met"
+    if best["ratio"] >= target:
+        return "met on the paired ratio only"
+    return "NOT met"
+
+
+def describe(best: dict) -> str:
+    return (f"{best['ratio']:.2f}x paired ({best['config']}), {best['pooled_ratio']:.2f}x against "
+            f"the run's median baseline ({best['pooled_config']})")
+
+
 def print_summary(r: dict) -> None:
     print()
     for arch, a in r["archs"].items():
@@ -352,16 +419,14 @@ def print_summary(r: dict) -> None:
         if not s:
             continue
         tp, lat = s["best_image_throughput"], s["best_text_latency"]
-        tp_mark = ("met" if tp["ratio"] >= TARGET_IMAGE_THROUGHPUT else "NOT met")
-        lat_mark = ("met" if lat["ratio"] >= TARGET_TEXT_LATENCY else "NOT met")
-        target = f" (target >= {TARGET_IMAGE_THROUGHPUT:g}x: {tp_mark})" if arch == "vit-b-32" else ""
-        print(f"{arch}: best image throughput {tp['ratio']:.2f}x the batch-32 baseline "
-              f"({tp['config']}){target}")
-        print(f"{arch}: best single-query text latency {lat['ratio']:.2f}x lower than the "
-              f"batch-1 baseline ({lat['config']}) (target >= {TARGET_TEXT_LATENCY:g}x: "
-              f"{lat_mark})")
-        print(f"{arch}: best single-image latency {s['best_image_latency']['ratio']:.2f}x lower "
-              f"({s['best_image_latency']['config']})")
+        target = (f"; target >= {TARGET_IMAGE_THROUGHPUT:g}x: "
+                  f"{verdict(tp, TARGET_IMAGE_THROUGHPUT)}") if arch == "vit-b-32" else ""
+        print(f"{arch}: best image throughput over the batch-32 baseline: {describe(tp)}{target}")
+        print(f"{arch}: best single-query text latency, times lower than the batch-1 baseline: "
+              f"{describe(lat)}; target >= {TARGET_TEXT_LATENCY:g}x: "
+              f"{verdict(lat, TARGET_TEXT_LATENCY)}")
+        print(f"{arch}: best single-image latency, times lower: "
+              f"{describe(s['best_image_latency'])}")
     auto = r["auto"]
     print(f"auto: vislang.runtime.choose('auto', 'auto') -> {auto['backend']}/{auto['precision']}"
           f" ({auto['reason']})")
@@ -393,8 +458,24 @@ def main() -> None:
                         help="configs to leave out, e.g. onnx/int8 openvino/int8")
     parser.add_argument("--keep-cache", action="store_true",
                         help="keep the scratch checkpoints and exported engines (path printed)")
+    parser.add_argument("--worker-timeout", type=float, default=1800, metavar="S",
+                        help="seconds before one config's worker process is given up on")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        try:
+            worker(json.loads(args.worker))
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            os._exit(1)
+        # Leave without tearing the engines down: destroying a compiled OpenVINO model can
+        # wait forever on a thread that wants the GIL (seen with openvino 2026.4).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     known = {f"{b}/{p}" for b in runtime.BACKENDS for p in runtime.PRECISIONS}
     if unknown := set(args.skip) - known:
         parser.error(f"unknown config(s) to skip: {', '.join(sorted(unknown))}")
@@ -407,6 +488,8 @@ def main() -> None:
     if bad := fp32_disagreements(result):
         print("fp32 engines disagree with the torch reference: " + "; ".join(bad))
         raise SystemExit(1)  # a speed claim about different numbers is no claim
+    if any(a["failures"] for a in result["archs"].values()):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

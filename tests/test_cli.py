@@ -117,4 +117,7 @@ def test_demo_runs_offline_and_gets_answers_right(tmp_path):
     hits, total = map(int, re.search(r"accuracy (\d+)/(\d+)", result.stdout).groups())
     assert total == 12 and hits >= 10
     assert result.stdout.count("query: ") == 3
+    assert "engine: " in result.stdout  # the engine auto chose, and why
+    cosine = float(re.search(r"features agree: min cosine ([0-9.]+)", result.stdout).group(1))
+    assert cosine >= 0.999  # the fast engine's speed-up is about the same numbers
     assert "--model ViT-B/32" in result.stdout  # how to run the same on a real checkpoint

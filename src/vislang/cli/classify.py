@@ -47,8 +47,9 @@ def classify(
     else:
         from vislang.zeroshot import Classifier
 
-        clip = load_model(model, json_out, backend, precision)
-        classifier = Classifier(clip, _read_labels(labels, labels_file), templates)
+        class_labels = _read_labels(labels, labels_file)  # bad input fails before model work
+        classifier = Classifier(load_model(model, json_out, backend, precision), class_labels,
+                                templates)
         class_names = classifier.labels
         probs = classifier.probabilities(
             classifier.model.embed_images(images, progress=len(images) > 32))

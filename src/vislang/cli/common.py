@@ -50,5 +50,7 @@ def load_model(name: str, quiet: bool = False, backend: str = "torch", precision
         return load(name, backend=backend, precision=precision, mode=mode)
     with stderr.status(f"loading {name} ({backend}/{precision})..."):
         model = load(name, backend=backend, precision=precision, mode=mode)
-    stderr.print(f"model {model.model_key}, engine {model.backend}", highlight=False)
+    # A note for the person watching; scripts read stderr for the one error line only.
+    if stderr.is_terminal:
+        stderr.print(f"model {model.model_key}, engine {model.backend}", highlight=False)
     return model

@@ -37,6 +37,10 @@ def cpu_has_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def cpu_has_amx() -> bool:
+    return torch.cpu._is_amx_tile_supported()
+
+
 def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
     """What ``backend`` can run here, best first."""
     cuda = device.startswith("cuda")
@@ -71,7 +75,8 @@ def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") 
                              "or onnx on CUDA")
     supported = supported_precisions(backend, device)
     if precision == "auto":
-        precision = _auto_precision(backend, supported, device)
+        precision, why = _auto_precision(supported, device)
+        reason = f"{reason}; {why}"
     elif precision not in supported:
         where = "CUDA" if device.startswith("cuda") else "this CPU"
         raise InputError(f"{backend} cannot run {precision} on {where}; it can run: "
@@ -87,12 +92,18 @@ def _auto_backend(device: str) -> tuple[str, str]:
     return "torch", f"OpenVINO is not installed ({EXTRAS['openvino']} for a faster CPU engine)"
 
 
-def _auto_precision(backend: str, supported: tuple[str, ...], device: str) -> str:
-    # int8 changes answers slightly and needs calibration: never an automatic choice.
-    for precision in ("fp16", "bf16") if device.startswith("cuda") else ("bf16",):
-        if precision in supported:
-            return precision
-    return "fp32"
+def _auto_precision(supported: tuple[str, ...], device: str) -> tuple[str, str]:
+    # int8 changes answers slightly and needs calibration: never an automatic choice. On a CPU,
+    # bf16 pays only with AMX matrix units: with AVX512-BF16 alone bench/encode.py measured it
+    # slower than fp32 in every engine (docs/benchmarks.md).
+    if device.startswith("cuda"):
+        preferred, why = ("fp16", "bf16"), "half precision on the GPU"
+    elif cpu_has_amx():
+        preferred, why = ("bf16",), "bf16 on this CPU's AMX matrix units"
+    else:
+        preferred, why = (), "fp32: no AMX on this CPU, where bf16 measured slower"
+    chosen = next((p for p in preferred if p in supported), "fp32")
+    return chosen, why if chosen != "fp32" or not preferred else "fp32"
 
 
 def _elsewhere(precision: str, device: str) -> str:
