@@ -31,6 +31,8 @@ _LAZY = {
     "load_image": "vislang.images",
     "zeroshot": "vislang.zeroshot",
     "probe": "vislang.probe",
+    "Index": "vislang.search.index",
+    "search": "vislang.search",
 }
 
 __all__ = [

@@ -47,3 +47,9 @@ class InputError(VislangError):
     """Bad arguments or data from the user: empty label list, missing folder, bad file."""
 
     exit_code = 2
+
+
+class IndexBusyError(VislangError):
+    """Another process is writing to the same search index."""
+
+    exit_code = 5

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vislang.cli import classify, demo, engines, models, shapes, train
+from vislang.cli import classify, demo, engines, models, search, shapes, train
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -17,6 +17,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("index")(search.index)
+app.command("search")(search.search)
+app.command("dups")(search.dups)
 app.command("models")(models.models)
 app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)

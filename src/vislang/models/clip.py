@@ -162,7 +162,7 @@ class ClipModel:
         return np.concatenate(chunks)
 
     def _load_and_preprocess(self, source: ImageInput) -> torch.Tensor:
-        return self.transform(load_image(source))
+        return self.transform(load_image(source, min_side=self.transform.min_side))
 
     def _calibration_data(self, count: int = 128) -> dict[str, list[np.ndarray]]:
         """Inputs for int8 calibration: the user's images if given, else the shapes world."""

@@ -50,6 +50,13 @@ class ImageTransform:
             return self.resize_to
         raise ValueError("a shortest-edge resize without a crop has no fixed output size")
 
+    @property
+    def min_side(self) -> int:
+        """The fewest pixels an input needs on each side for this transform to lose nothing."""
+        if self.resize_to:
+            return max(self.resize_to)
+        return self.shortest_edge or max(self.crop or (0,))
+
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the resize step, rounding as transformers does."""
         if self.resize_to:

@@ -1,0 +1,407 @@
+"""``Index``: a photo collection searchable by meaning, kept current by re-running ``update``.
+
+    index = Index.open("~/.local/share/vislang/index", model="ViT-B/32")
+    index.update(["~/Pictures"])            # walk, hash, embed what is new or changed
+    index.search(text="a dog on a beach", k=10)
+
+An update has two steps, each committed in batches so a killed run resumes where it stopped:
+1. walk the roots and bring the ``files`` table in line (size + mtime decide what to re-read;
+   the content hash recognises moves and copies);
+2. embed every content that has no vector for the model yet.
+The FAISS index is rebuilt from the store whenever the store has changed since it was built.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vislang.errors import ImageLoadError, IndexBusyError, InputError
+from vislang.parallel import batched, ordered_map
+from vislang.progress import progress_bar
+from vislang.search import ann
+from vislang.search.query import Filters, Term, combine
+from vislang.search.scan import FileStat, read_content, walk
+from vislang.search.store import FileRow, ModelRow, Store
+
+DB_NAME = "index.db"
+BATCH = 32  # images per commit: a killed run loses at most this many embeddings
+
+
+def default_index_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("VISLANG_INDEX") or Path(user_data_dir("vislang")) / "index")
+
+
+@dataclass(frozen=True)
+class Result:
+    path: str
+    score: float
+    taken: float
+
+
+@dataclass
+class Summary:
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0  # contents the model actually ran on (moves and copies need none)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "moved": self.moved,
+                "removed": self.removed, "unchanged": self.unchanged, "embedded": self.embedded,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "seconds": round(self.seconds, 3)}
+
+
+class Index:
+    """Files, their vectors for one or more models, and search over them."""
+
+    def __init__(self, folder: Path, model=None, backend: str = "auto", precision: str = "auto",
+                 exact_limit: int = ann.EXACT_LIMIT):
+        self.folder = folder
+        self.store = Store(folder / DB_NAME)
+        self.backend, self.precision, self.exact_limit = backend, precision, exact_limit
+        self._clip = model if not isinstance(model, (str, type(None))) else None
+        self.model_name: str | None = (self._clip.checkpoint.name if self._clip else model) \
+            or self.store.get_meta("model")
+        self._ann: dict[int, tuple[int, object]] = {}  # model id -> (version, faiss index)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, model=None, backend: str = "auto",
+             precision: str = "auto", exact_limit: int = ann.EXACT_LIMIT) -> "Index":
+        """Open (creating if needed) the index in folder ``path`` (default: the per-user one).
+
+        ``model``: a name for ``vislang.load`` or a loaded ``ClipModel``; default: the model
+        the index was last updated with.
+        """
+        folder = Path(path).expanduser() if path is not None else default_index_path()
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--index {folder} is a file; give the folder that holds (or will "
+                             f"hold) the index")
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, model, backend, precision, exact_limit)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the model ---------------------------------------------------------------------------
+    def model(self, mode: str = "throughput"):
+        """The ClipModel, loaded on first use (a no-op update never loads it)."""
+        if self._clip is None:
+            if self.model_name is None:
+                raise InputError(f"the index at {self.folder} has no model yet; pass one "
+                                 "(--model NAME)")
+            from vislang.models.clip import load
+
+            self._clip = load(self.model_name, backend=self.backend, precision=self.precision,
+                              mode=mode)
+        return self._clip
+
+    def _model_row(self) -> ModelRow:
+        """The vector set of this index's model, found without loading the model's weights."""
+        if self._clip is not None:
+            key = self._clip.model_key
+        else:
+            from vislang.models.hub import locate
+
+            if self.model_name is None:
+                raise InputError(f"the index at {self.folder} is empty; run vislang index DIR")
+            key = locate(self.model_name).model_key
+        row = self.store.model(key)
+        if row is None:
+            raise InputError(f"the index at {self.folder} has no vectors for {key}; run "
+                             f"vislang index --model {self.model_name} to embed the collection "
+                             "with it")
+        return row
+
+    # -- writing -----------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self):
+        """One writer at a time; a second one fails at once with a clear message."""
+        lock_path = self.folder / "write.lock"
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise IndexBusyError(f"the index at {self.folder} is being updated by "
+                                     f"{holder}; wait for it to finish and run again") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"pid {os.getpid()}")
+            lock.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, roots: Iterable[str | os.PathLike] | None = None, exclude: Sequence[str] = (),
+               hidden: bool = False, progress: bool = False) -> Summary:
+        """Add ``roots`` (folders) to the index and bring them up to date; with no roots, all of
+        the index's roots. Returns what changed."""
+        started = time.perf_counter()
+        folders = [_absolute(r) for r in roots] if roots else self.store.roots()
+        for folder in folders:
+            if not os.path.isdir(folder):
+                raise InputError(f"no such folder: {folder}")
+        if not folders:
+            raise InputError(f"the index at {self.folder} has no folders yet; run vislang "
+                             "index DIR")
+        summary = Summary()
+        with self._writing():
+            self.store.add_roots(folders)
+            found: dict[str, FileStat] = {}
+            for folder in folders:
+                walked = walk(folder, exclude, hidden)
+                found.update((f.path, f) for f in walked.files)
+                summary.skipped += walked.problems
+            self._sync_files(found, self.store.files_under(folders), summary, progress)
+            summary.embedded = self._embed_missing(progress)
+            summary.skipped += self.store.unusable(folders)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def add(self, paths: Iterable[str | os.PathLike], progress: bool = False) -> Summary:
+        """Index files (and folders, which become roots) without touching anything else."""
+        paths = [_absolute(p) for p in paths]
+        folders = [p for p in paths if os.path.isdir(p)]
+        files = [p for p in paths if p not in folders]
+        summary = self.update(folders, progress=progress) if folders else Summary()
+        if files:
+            with self._writing():
+                stats = {}
+                for path in files:
+                    try:
+                        info = os.stat(path)
+                    except OSError as error:
+                        raise InputError(f"cannot add {path}: {error.strerror}") from None
+                    stats[path] = FileStat(path, info.st_size, info.st_mtime_ns)
+                known = {p: r for p in files if (r := self.store.file(p))}
+                self._sync_files(stats, known, summary, progress, forget_missing=False)
+                summary.embedded += self._embed_missing(progress)
+                summary.skipped += [(p, r) for p, r in self._unusable(files)]
+        return summary
+
+    def remove(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Forget files, or everything under a folder (which stops being a root). Files on disk
+        are not touched. Returns how many index entries went."""
+        paths = [_absolute(p) for p in paths]
+        with self._writing():
+            gone = list(self.store.files_under(paths))
+            self.store.delete_files(gone)
+            for path in paths:
+                self.store.remove_root(path)
+        return len(gone)
+
+    def _sync_files(self, found: dict[str, FileStat], known: dict[str, FileRow],
+                    summary: Summary, progress: bool, forget_missing: bool = True) -> None:
+        """Step 1: record new and changed files (hashing them), forget deleted ones."""
+        fresh = [s for p, s in found.items() if p not in known
+                 or (known[p].size, known[p].mtime_ns) != (s.size, s.mtime_ns) or known[p].error]
+        summary.unchanged = len(found) - len(fresh)
+        gone = [p for p in known if p not in found] if forget_missing else []
+        # Contents that left their old path: one of them reappearing elsewhere is a move.
+        departed = Counter(known[p].hash for p in gone if known[p].hash)
+        with progress_bar(len(fresh), "reading", unit="files", enabled=progress and
+                          len(fresh) > 0) as advance:
+            for batch in batched(ordered_map(lambda s: (s, read_content(s)), fresh), 256):
+                rows = []
+                for stat, content in batch:
+                    rows.append(FileRow(stat.path, stat.size, stat.mtime_ns, content.hash,
+                                        content.taken, content.error))
+                    if stat.path in known:
+                        summary.updated += 1
+                    elif departed[content.hash] > 0:
+                        departed[content.hash] -= 1
+                        summary.moved += 1
+                    else:
+                        summary.added += 1
+                self.store.put_files(rows)
+                advance(len(batch))
+        summary.removed = len(gone) - summary.moved
+        if gone:
+            self.store.delete_files(gone)
+
+    def _embed_missing(self, progress: bool) -> int:
+        """Step 2: embed each content that has no vector for the model; returns how many."""
+        clip = self.model("throughput") if self._needs_model() else None
+        if clip is None:
+            return 0
+        row = self.store.ensure_model(clip.model_key, self.model_name, clip.embed_dim)
+        self.store.set_meta("model", self.model_name)
+        todo = self.store.hashes_to_embed(row.id)
+        if not todo:
+            return 0
+        import torch
+
+        def prepare(item):
+            content_hash, path = item
+            try:
+                return content_hash, clip._load_and_preprocess(path), None
+            except ImageLoadError as error:
+                return content_hash, None, error.reason
+
+        done = 0
+        with progress_bar(len(todo), "embedding", enabled=progress) as advance:
+            with torch.inference_mode():
+                for batch in batched(ordered_map(prepare, todo, ahead=2 * BATCH), BATCH):
+                    good = [(h, px) for h, px, _ in batch if px is not None]
+                    vectors = np.zeros((0, clip.embed_dim), np.float32)
+                    if good:
+                        features = clip.encode_image(torch.stack([px for _, px in good]))
+                        vectors = torch.nn.functional.normalize(features, dim=-1).numpy()
+                    self.store.put_vectors(row.id, [h for h, _ in good], vectors,
+                                           [(h, err) for h, _, err in batch if err])
+                    done += len(good)
+                    advance(len(batch))
+        return done
+
+    def _needs_model(self) -> bool:
+        """Whether any content lacks a vector, checked without loading weights when possible."""
+        if self._clip is not None or self.model_name is None:
+            return True
+        from vislang.models.hub import locate
+
+        row = self.store.model(locate(self.model_name).model_key)
+        return row is None or bool(self.store.hashes_to_embed(row.id))
+
+    def _unusable(self, paths: list[str]) -> list[tuple[str, str]]:
+        out = []
+        for path in paths:
+            out += [(p, r) for p, r in self.store.unusable([path]) if p == path]
+        return out
+
+    # -- reading -----------------------------------------------------------------------------
+    def search(self, text: str | None = None, image=None, k: int = 10,
+               add: Sequence[Term | str] = (), sub: Sequence[Term | str] = (),
+               filters: Filters | None = None, threshold: float | None = None) -> list[Result]:
+        """Best ``k`` files for a text and/or image query, plus weighted terms to add or
+        subtract (rclip style), within ``filters``; scores are cosine similarities."""
+        terms = ([Term(text)] if text else []) + ([Term(image, is_image=True)] if image else [])
+        terms += [Term.parse(t) if isinstance(t, str) else t for t in add]
+        terms += [(Term.parse(t) if isinstance(t, str) else t).negated() for t in sub]
+        if not terms:
+            raise InputError("nothing to search for: give a text, an image, or --add terms")
+        if k < 1:
+            raise InputError(f"k must be at least 1, not {k}")
+        row = self._model_row()
+        query = combine(terms, self._vector_of)
+        allowed = None
+        if filters is not None and not filters.empty:
+            allowed = self.store.vector_ids_where(row, *filters.sql())
+            if len(allowed) == 0:
+                return []
+        # Copies share one vector: ask for more vectors than k, then expand into files.
+        scores, ids = ann.search(self._ann_for(row), query[None], k, allowed)
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        where, params = filters.sql() if filters is not None and not filters.empty else ("", ())
+        files = self.store.files_of_vectors(row, [i for i, _ in hits], where, params)
+        results = [Result(f.path, score, f.taken) for i, score in hits for f in files.get(i, [])]
+        if threshold is not None:
+            results = [r for r in results if r.score >= threshold]
+        return results[:k]
+
+    def _vector_of(self, term: Term) -> np.ndarray:
+        """A term's unit vector: stored for an indexed image, else computed by the model."""
+        if not term.is_image:
+            return self.model("latency").embed_texts([term.value])[0]
+        if isinstance(term.value, (str, os.PathLike)):
+            path = _absolute(term.value)
+            if not os.path.isfile(path):
+                raise InputError(f"no such image: {term.value}")
+            known = self.store.file(path)
+            if known is not None and known.hash:
+                info = os.stat(path)
+                if (info.st_size, info.st_mtime_ns) == (known.size, known.mtime_ns):
+                    vector = self.store.vector_for_hash(self._model_row(), known.hash)
+                    if vector is not None:
+                        return vector
+        return self.model("latency").embed_images([term.value])[0]
+
+    def _ann_for(self, row: ModelRow):
+        """The FAISS index of a model's vectors: in memory, on disk, or rebuilt when stale."""
+        cached = self._ann.get(row.id)
+        current = self.store.model(row.model_key)
+        if cached and cached[0] == current.version:
+            return cached[1]
+        path = self.folder / f"ann-{row.id}-v{current.version}.faiss"
+        index = None
+        if path.is_file():
+            try:
+                index = ann.load(path)
+            except ValueError:  # a damaged cache is only a cache: build it again
+                index = None
+        if index is None:
+            ids, vectors = self.store.vectors(current)
+            index = ann.build(vectors, ids, self.exact_limit)
+            ann.save(index, path)
+            for old in self.folder.glob(f"ann-{row.id}-v*.faiss"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        self._ann[row.id] = (current.version, index)
+        return index
+
+    def duplicates(self, threshold: float = 0.95) -> list[list[Result]]:
+        """Groups of files whose images are near-duplicates (cosine >= threshold), largest
+        group first; byte-identical copies always group together."""
+        row = self._model_row()
+        ids, vectors = self.store.vectors(row)
+        pairs = ann.neighbours(self._ann_for(row), vectors, ids, threshold)
+        parent = {int(i): int(i) for i in ids}
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        best: dict[int, float] = {}
+        for a, b, score in pairs:
+            parent[find(a)] = find(b)
+            best[a], best[b] = max(best.get(a, 0), score), max(best.get(b, 0), score)
+        members: dict[int, list[int]] = {}
+        for i in parent:
+            members.setdefault(find(i), []).append(i)
+        files = self.store.files_of_vectors(row, list(parent))
+        groups = []
+        for group in members.values():
+            results = [Result(f.path, best.get(i, 1.0), f.taken) for i in group
+                       for f in files.get(i, [])]
+            if len(results) > 1:
+                groups.append(sorted(results, key=lambda r: r.path))
+        return sorted(groups, key=lambda g: (-len(g), g[0].path))
+
+    def stats(self) -> dict:
+        """Roots, counts, models and their vector counts, size on disk."""
+        size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
+        return {"path": str(self.folder), "roots": self.store.roots(), **self.store.counts(),
+                "model": self.model_name,
+                "models": [{"name": m.name, "model_key": m.model_key, "dim": m.dim,
+                            "vectors": self.store.vector_count(m.id)}
+                           for m in self.store.models()],
+                "bytes_on_disk": size}
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
