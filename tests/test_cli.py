@@ -117,6 +117,10 @@ def test_demo_runs_offline_and_gets_answers_right(tmp_path):
     hits, total = map(int, re.search(r"accuracy (\d+)/(\d+)", result.stdout).groups())
     assert total == 12 and hits >= 10
     assert result.stdout.count("query: ") == 3
+    assert "added 200" in result.stdout and "embedded 200" in result.stdout  # indexed
+    more_like = re.search(r"more like images/(\d+\.png).*?│ 1 +│ images/(\d+\.png)", result.stdout,
+                          re.S)
+    assert more_like and more_like.group(1) == more_like.group(2)  # image search finds itself
     assert "engine: " in result.stdout  # the engine auto chose, and why
     cosine = float(re.search(r"features agree: min cosine ([0-9.]+)", result.stdout).group(1))
     assert cosine >= 0.999  # the fast engine's speed-up is about the same numbers

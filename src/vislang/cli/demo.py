@@ -31,7 +31,7 @@ def demo(
     singles = write_dataset(workdir / "one-object", 12, seed=90001, n_objects=1)
     _zero_shot(model, singles / "classes")
     scenes = write_dataset(workdir / "gallery", 200, seed=90002)
-    _retrieval(model, scenes)
+    _search(model, scenes, workdir / "index")
     _speed(model, load(DEMO_MODEL), sorted((scenes / "images").glob("*.png")))
     stdout.print("\nThe same on a real checkpoint (downloads once, needs network the first time):\n"
                  f"  vislang classify YOUR_PHOTO.jpg --labels \"cat,dog,bird\" --model ViT-B/32\n"
@@ -85,18 +85,37 @@ def _speed(model, reference, paths: list[Path]) -> None:
                  f"[bold]{base / ours:.1f}x[/] (features agree: min cosine {agreement:.5f})")
 
 
-def _retrieval(model, root: Path) -> None:
+def _search(model, root: Path, index_dir: Path) -> None:
+    """The main job: index a folder, then search it by text, by image, and by text minus text."""
     import json
 
-    stdout.rule("text -> image search over 200 generated scenes")
-    records = [json.loads(line) for line in (root / "pairs.jsonl").read_text().splitlines()]
-    vectors = model.embed_images([root / r["image"] for r in records])
-    for query in QUERIES:
-        scores = vectors @ model.embed_texts([query])[0]
-        table = Table("rank", "image", "score", "its caption", title=f"query: {query!r}")
-        for rank, i in enumerate(scores.argsort()[::-1][:3], start=1):
-            caption = records[i]["caption"]
-            mark = "[green]" if caption == query else ""
-            table.add_row(str(rank), records[i]["image"], f"{scores[i]:.3f}",
-                          f"{mark}{caption}[/]" if mark else caption)
-        stdout.print(table)
+    from vislang.search import Index
+
+    stdout.rule("photo search: vislang index, then vislang search, over 200 generated scenes")
+    captions = {str(root / r["image"]): r["caption"] for r in
+                map(json.loads, (root / "pairs.jsonl").read_text().splitlines())}
+    with Index.open(index_dir, model) as index:
+        s = index.update([root / "images"])
+        stdout.print(f"index {root / 'images'}: added {s.added}, updated {s.updated}, "
+                     f"unchanged {s.unchanged}, embedded {s.embedded} in {s.seconds:.1f} s "
+                     f"(a second run re-reads only what changed)")
+        for query in QUERIES:
+            _results(index.search(text=query, k=3), captions, f"query: {query!r}", query)
+        example = sorted(captions)[17]
+        _results(index.search(image=example, k=3), captions,
+                 f"more like images/{Path(example).name} ({captions[example]})",
+                 captions[example])
+        _results(index.search(text="a red circle", sub=["a blue square"], k=3), captions,
+                 "'a red circle' minus 'a blue square'", None)
+    stdout.print(f"The same from the shell:\n  vislang index {root / 'images'} --index {index_dir} "
+                 f"--model {DEMO_MODEL}\n  vislang search \"two blue triangles\" --index "
+                 f"{index_dir}\n  vislang search --image {example} --index {index_dir} --json")
+
+
+def _results(results, captions: dict[str, str], title: str, expected: str | None) -> None:
+    table = Table("rank", "image", "score", "its caption", title=title)
+    for rank, r in enumerate(results, start=1):
+        caption = captions[r.path]
+        shown = f"[green]{caption}[/]" if caption == expected else caption
+        table.add_row(str(rank), f"images/{Path(r.path).name}", f"{r.score:.3f}", shown)
+    stdout.print(table)
