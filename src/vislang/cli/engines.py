@@ -93,12 +93,13 @@ def export(
         if backend == "openvino":
             from vislang.runtime.openvino_engine import export_towers
 
-            paths = export_towers(clip.hf_model, clip.model_key, precision,
+            paths = export_towers(lambda: clip.hf_model, clip.config, clip.model_key, precision,
                                   clip._calibration_data, out_dir=out)
         else:
             from vislang.runtime.onnx_engine import export_towers
 
-            paths = export_towers(clip.hf_model, clip.model_key, precision, out_dir=out)
+            paths = export_towers(lambda: clip.hf_model, clip.config, clip.model_key, precision,
+                                  out_dir=out)
     result = {"model": clip.model_key, "backend": backend, "precision": precision,
               "files": {tower: str(path) for tower, path in paths.items()}}
     if json_out:

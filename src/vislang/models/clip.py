@@ -7,8 +7,9 @@ files or strings and return L2-normalised float32 numpy rows.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -27,24 +28,33 @@ ImageInput = str | os.PathLike | bytes | Image.Image
 
 
 class ClipModel:
-    def __init__(self, checkpoint: Checkpoint, hf_model, transform, tokenizer, device="cpu",
-                 backend: str = "torch", precision: str = "fp32", mode: str = "throughput",
+    def __init__(self, checkpoint: Checkpoint, config, weights: Callable[[], torch.nn.Module],
+                 transform: Callable[[], ImageTransform], tokenizer, device="cpu",
+                 backend: str = "torch",
+                 precision: str = "fp32", mode: str = "throughput",
                  calibration: Sequence[ImageInput] | None = None):
         from vislang.runtime import choose, create_engine
 
         self.checkpoint = checkpoint
-        self.kind: str = hf_model.config.model_type
-        self.transform: ImageTransform = transform
+        self.config = config
+        self.kind: str = config.model_type
+        self._transform = transform
         self.tokenizer = tokenizer
-        self.context_length: int = hf_model.config.text_config.max_position_embeddings
-        self.embed_dim: int = hf_model.config.projection_dim if self.kind == "clip" else (
-            hf_model.config.text_config.projection_size or hf_model.config.text_config.hidden_size
+        self.context_length: int = config.text_config.max_position_embeddings
+        self.embed_dim: int = config.projection_dim if self.kind == "clip" else (
+            config.text_config.projection_size or config.text_config.hidden_size
         )
-        self._hf_model = hf_model
+        self._weights = weights
         self._calibration_images = calibration
         self.engine_choice = choose(backend, precision, device)
-        self.engine = create_engine(hf_model, checkpoint.model_key, self.engine_choice, device,
-                                    mode, calibration=self._calibration_data)
+        self.engine = create_engine(weights, config, checkpoint.model_key, self.engine_choice,
+                                    device, mode, calibration=self._calibration_data)
+
+    @functools.cached_property
+    def transform(self) -> ImageTransform:
+        """Image preprocessing, read off the checkpoint's processor on first use (reading it
+        imports much of transformers, which a text-only search process never needs)."""
+        return self._transform()
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -54,8 +64,9 @@ class ClipModel:
 
     @property
     def hf_model(self) -> torch.nn.Module:
-        """The underlying transformers model (``CLIPModel`` or ``SiglipModel``)."""
-        return self._hf_model
+        """The underlying transformers model (``CLIPModel`` or ``SiglipModel``), loaded on first
+        use: an exported engine runs without it, which makes a search process start fast."""
+        return self._weights()
 
     @property
     def backend(self) -> str:
@@ -188,16 +199,17 @@ def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
     ``calibration`` images tune int8 quantisation (default: generated shapes scenes).
     """
     checkpoint = locate(name_or_path)
-    hf_model = _load_hf_model(checkpoint)
+    config = _load_config(checkpoint)
     return ClipModel(
-        checkpoint, hf_model, _load_transform(checkpoint, hf_model),
-        _load_tokenizer(checkpoint, hf_model.config), device=device, backend=backend,
-        precision=precision, mode=mode, calibration=calibration,
+        checkpoint, config, functools.cache(lambda: _load_hf_model(checkpoint)),
+        functools.partial(_load_transform, checkpoint, config),
+        _load_tokenizer(checkpoint, config), device=device,
+        backend=backend, precision=precision, mode=mode, calibration=calibration,
     )
 
 
-def _load_hf_model(checkpoint: Checkpoint):
-    from transformers import AutoConfig, AutoModel
+def _load_config(checkpoint: Checkpoint):
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(checkpoint.path)
     if config.model_type not in SUPPORTED_TYPES:
@@ -205,18 +217,24 @@ def _load_hf_model(checkpoint: Checkpoint):
             f"{checkpoint.name} is a {config.model_type!r} checkpoint; vislang.load takes "
             f"{' or '.join(SUPPORTED_TYPES)} models (for BLIP use vislang.caption / vislang.ask)"
         )
+    return config
+
+
+def _load_hf_model(checkpoint: Checkpoint):
+    from transformers import AutoModel
+
     # float32 whatever the file holds: lower precisions are chosen per engine, not per file.
     return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
 
 
-def _load_transform(checkpoint: Checkpoint, hf_model) -> ImageTransform:
+def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:
     from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
     # backend="pil": the same numbers as the torchvision backend, which we do not depend on.
     if (checkpoint.path / "preprocessor_config.json").is_file():
         processor = AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil")
     else:  # a bare save_pretrained of the model: OpenAI's preprocessing at the tower's size
-        side = hf_model.config.vision_config.image_size
+        side = config.vision_config.image_size
         processor = CLIPImageProcessorPil(size={"shortest_edge": side},
                                           crop_size={"height": side, "width": side})
     return ImageTransform.from_processor(processor)

@@ -112,18 +112,20 @@ def _elsewhere(precision: str, device: str) -> str:
     return f" (for {precision} use --backend {others[0]})" if others else ""
 
 
-def create_engine(hf_model, model_key: str, choice: EngineChoice, device: str = "cpu",
+def create_engine(weights, config, model_key: str, choice: EngineChoice, device: str = "cpu",
                   mode: str = "throughput", calibration=None):
+    """The engine for ``choice``. ``weights()`` returns the transformers model; exported
+    engines call it only when an export is missing, so a cached engine starts without it."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose throughput or latency")
     if choice.backend == "torch":
         from vislang.runtime.torch_engine import TorchEngine
 
-        return TorchEngine(hf_model, device, choice.precision)
+        return TorchEngine(weights(), device, choice.precision)
     if choice.backend == "openvino":
         from vislang.runtime.openvino_engine import OpenVINOEngine
 
-        return OpenVINOEngine(hf_model, model_key, choice.precision, mode, calibration)
+        return OpenVINOEngine(weights, config, model_key, choice.precision, mode, calibration)
     from vislang.runtime.onnx_engine import OnnxEngine
 
-    return OnnxEngine(hf_model, model_key, choice.precision, mode, device)
+    return OnnxEngine(weights, config, model_key, choice.precision, mode, device)

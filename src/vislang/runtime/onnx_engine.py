@@ -8,13 +8,14 @@ have them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.towers import example_inputs, quiet_export, towers
+from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
 
 INPUT_NAMES = {"image": "pixel_values", "text": "input_ids"}
 DYNAMIC_AXES = {"image": {"pixel_values": {0: "batch"}},
@@ -24,19 +25,27 @@ DYNAMIC_AXES = {"image": {"pixel_values": {0: "batch"}},
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, hf_model, model_key: str, precision: str, mode: str = "throughput",
-                 device: str = "cpu"):
-        import onnxruntime as ort
+    def __init__(self, weights: Callable, config, model_key: str, precision: str,
+                 mode: str = "throughput", device: str = "cpu"):
+        self.precision, self.device = precision, device
+        self._export = lambda names: export_towers(weights, config, model_key, precision,
+                                                   names=names)
+        self.sessions = {}
 
-        self.precision = precision
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Throughput: one session uses every core; latency: the same, but never oversubscribe.
-        options.intra_op_num_threads = os.cpu_count() or 1
-        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda")
-                     else ["CPUExecutionProvider"])
-        self.sessions = {t: ort.InferenceSession(str(p), options, providers=providers)
-                         for t, p in export_towers(hf_model, model_key, precision).items()}
+    def _session(self, tower: str):
+        """A tower's session, exported and opened on first use (see the OpenVINO engine)."""
+        if tower not in self.sessions:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # One session uses every core, in throughput and latency mode alike.
+            options.intra_op_num_threads = os.cpu_count() or 1
+            providers = (["CUDAExecutionProvider", "CPUExecutionProvider"]
+                         if self.device.startswith("cuda") else ["CPUExecutionProvider"])
+            path = self._export([tower])[tower]
+            self.sessions[tower] = ort.InferenceSession(str(path), options, providers=providers)
+        return self.sessions[tower]
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # fp16 graphs keep float32 inputs and outputs (keep_io_types): callers see no difference.
@@ -46,27 +55,28 @@ class OnnxEngine:
         return self._run("text", input_ids.detach().cpu().numpy().astype(np.int64))
 
     def _run(self, tower: str, array: np.ndarray) -> torch.Tensor:
-        (out,) = self.sessions[tower].run(None, {INPUT_NAMES[tower]: array})
+        (out,) = self._session(tower).run(None, {INPUT_NAMES[tower]: array})
         return torch.from_numpy(out.astype(np.float32))
 
 
-def export_towers(hf_model, model_key: str, precision: str,
-                  out_dir: Path | None = None) -> dict[str, Path]:
-    """ONNX files (``image.onnx``, ``text.onnx``), from the cache when already exported."""
+def export_towers(weights: Callable, config, model_key: str, precision: str,
+                  out_dir: Path | None = None, names: Sequence[str] = TOWERS) -> dict[str, Path]:
+    """ONNX files (``image.onnx``, ``text.onnx``), from the cache when already exported;
+    ``weights()`` gives the transformers model, and is called only when one must be made."""
     paths = {}
-    inputs = example_inputs(hf_model)
-    for tower, module in towers(hf_model).items():
-        folder = Path(out_dir or cache.entry_dir(model_key, tower, "onnx", precision))
+    for name in names:
+        folder = Path(out_dir or cache.entry_dir(model_key, name, "onnx", precision))
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{tower}.onnx"
+        path = folder / f"{name}.onnx"
         if not path.is_file():
             # Build under temporary names and rename last: a killed export never looks finished.
-            fp32_path = folder / f"{tower}.fp32.partial.onnx"
-            final_tmp = folder / f"{tower}.partial.onnx"
+            fp32_path = folder / f"{name}.fp32.partial.onnx"
+            final_tmp = folder / f"{name}.partial.onnx"
             with torch.no_grad(), quiet_export():
-                torch.onnx.export(module, (inputs[tower],), str(fp32_path), dynamo=False,
-                                  input_names=[INPUT_NAMES[tower]], output_names=["embeds"],
-                                  dynamic_axes=DYNAMIC_AXES[tower], opset_version=17)
+                torch.onnx.export(tower(weights(), name), (example_inputs(config)[name],),
+                                  str(fp32_path), dynamo=False,
+                                  input_names=[INPUT_NAMES[name]], output_names=["embeds"],
+                                  dynamic_axes=DYNAMIC_AXES[name], opset_version=17)
             if precision == "int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -79,7 +89,7 @@ def export_towers(hf_model, model_key: str, precision: str,
             else:
                 fp32_path.rename(final_tmp)
             final_tmp.rename(path)
-        paths[tower] = path
+        paths[name] = path
     return paths
 
 

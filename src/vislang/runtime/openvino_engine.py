@@ -9,14 +9,14 @@ silently run in bf16 even when fp32 was asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.towers import example_inputs, quiet_export, towers
+from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
@@ -30,21 +30,29 @@ def openvino_capabilities(device: str = "CPU") -> set[str]:
 class OpenVINOEngine:
     name = "openvino"
 
-    def __init__(self, hf_model, model_key: str, precision: str, mode: str = "throughput",
+    def __init__(self, weights: Callable, config, model_key: str, precision: str,
+                 mode: str = "throughput",
                  calibration: Callable[[], dict[str, Iterable[np.ndarray]]] | None = None,
                  device: str = "CPU"):
-        import openvino as ov
-
         self.precision, self.mode, self.device = precision, mode, device
-        core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
-                  "PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY",
-                  "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
-        self.compiled = {}
-        for tower, path in export_towers(hf_model, model_key, precision, calibration).items():
-            self.compiled[tower] = core.compile_model(str(path), device, config)
-        self.requests = {t: c.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-                         for t, c in self.compiled.items()}
+        self._export = lambda names: export_towers(weights, config, model_key, precision,
+                                                   calibration, names=names)
+        self.compiled, self.requests = {}, {}
+
+    def _compiled(self, tower: str):
+        """A tower's compiled model, exported and compiled on its first use: a text search
+        never pays for the image tower, nor (once exported) for loading the weights."""
+        if tower not in self.compiled:
+            import openvino as ov
+
+            config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision],
+                      "PERFORMANCE_HINT": "THROUGHPUT" if self.mode == "throughput" else "LATENCY",
+                      "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
+            path = self._export([tower])[tower]
+            self.compiled[tower] = ov.Core().compile_model(str(path), self.device, config)
+            self.requests[tower] = self.compiled[tower].get_property(
+                "OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        return self.compiled[tower]
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self._run("image", pixel_values.detach().cpu().numpy().astype(np.float32))
@@ -53,7 +61,7 @@ class OpenVINOEngine:
         return self._run("text", input_ids.detach().cpu().numpy().astype(np.int64))
 
     def _run(self, tower: str, array: np.ndarray) -> torch.Tensor:
-        compiled = self.compiled[tower]
+        compiled = self._compiled(tower)
         jobs = self.requests[tower]
         if self.mode == "latency" or jobs <= 1 or len(array) < 2 * jobs:
             return torch.from_numpy(compiled(array)[0].astype(np.float32))
@@ -78,33 +86,34 @@ class OpenVINOEngine:
         return np.concatenate(results)
 
 
-def export_towers(hf_model, model_key: str, precision: str,
+def export_towers(weights: Callable, config, model_key: str, precision: str,
                   calibration: Callable[[], dict[str, Iterable[np.ndarray]]] | None = None,
-                  out_dir: Path | None = None) -> dict[str, Path]:
-    """IR files (``image.xml``, ``text.xml``), from the cache when already exported."""
-    import openvino as ov
-
+                  out_dir: Path | None = None, names: Sequence[str] = TOWERS) -> dict[str, Path]:
+    """IR files (``image.xml``, ``text.xml``), from the cache when already exported;
+    ``weights()`` gives the transformers model, and is called only when one must be made."""
     paths = {}
-    inputs = example_inputs(hf_model)
     data = None
-    for tower, module in towers(hf_model).items():
-        folder = Path(out_dir or cache.entry_dir(model_key, tower, "openvino", precision))
+    for name in names:
+        folder = Path(out_dir or cache.entry_dir(model_key, name, "openvino", precision))
         folder.mkdir(parents=True, exist_ok=True)
-        path = Path(folder) / f"{tower}.xml"
+        path = Path(folder) / f"{name}.xml"
         if not path.is_file():
-            shape = [-1, *inputs[tower].shape[1:]] if tower == "image" else [-1, -1]
+            import openvino as ov
+
+            example = example_inputs(config)[name]
+            shape = [-1, *example.shape[1:]] if name == "image" else [-1, -1]
             with torch.no_grad(), quiet_export():
-                graph = ov.convert_model(module, example_input=inputs[tower],
+                graph = ov.convert_model(tower(weights(), name), example_input=example,
                                          input=[ov.PartialShape(shape)])
                 if precision == "int8":
                     data = data if data is not None else calibration()
-                    graph = _quantize(graph, data[tower])
+                    graph = _quantize(graph, data[name])
             # Write under a temporary name, .xml last: a killed export never looks finished.
             staging = path.with_suffix(".partial.xml")
             ov.save_model(graph, str(staging), compress_to_fp16=precision in ("bf16", "fp16"))
             staging.with_suffix(".bin").rename(path.with_suffix(".bin"))
             staging.rename(path)
-        paths[tower] = path
+        paths[name] = path
     return paths
 
 

@@ -31,10 +31,10 @@ class TextTower(torch.nn.Module):
         return self.hf_model.get_text_features(input_ids=input_ids).pooler_output
 
 
-def example_inputs(hf_model) -> dict[str, torch.Tensor]:
+def example_inputs(config) -> dict[str, torch.Tensor]:
     """Inputs to trace each tower with: two items, so batch is not mistaken for a constant."""
-    side = hf_model.config.vision_config.image_size
-    text = hf_model.config.text_config
+    side = config.vision_config.image_size
+    text = config.text_config
     ids = torch.full((2, 8), 320, dtype=torch.long)
     # End tokens in place, at different positions: CLIP pools where the end token is.
     eos = text.eos_token_id if text.eos_token_id not in (None, 2) else text.vocab_size - 1
@@ -43,8 +43,11 @@ def example_inputs(hf_model) -> dict[str, torch.Tensor]:
     return {"image": torch.zeros(2, 3, side, side), "text": ids}
 
 
-def towers(hf_model) -> dict[str, torch.nn.Module]:
-    return {"image": ImageTower(hf_model).eval(), "text": TextTower(hf_model).eval()}
+TOWERS = ("image", "text")
+
+
+def tower(hf_model, name: str) -> torch.nn.Module:
+    return (ImageTower if name == "image" else TextTower)(hf_model).eval()
 
 
 @contextlib.contextmanager

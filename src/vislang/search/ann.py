@@ -7,10 +7,10 @@ similarity; ids are the store's row ids, kept inside the index so results need n
 Why two kinds of index:
 
 - Exact search (``IndexFlatIP``) reads every vector for every query: about 0.1 ms per 1,000
-  512-d vectors on one core here (measured: 1.9 ms at 20k, 5.2 ms at 50k, 15 ms at 100k,
-  160-300 ms at 1M). Up to ``EXACT_LIMIT`` = 50,000 vectors that is within the 5 ms a query
-  may take at a million, so small collections -- most photo folders -- get perfect results,
-  no training, and an instant build.
+  512-d vectors here (measured: 1.9 ms at 20k, 5.2 ms at 50k, 15 ms at 100k, 160-300 ms at
+  1M, memory-bound: a second thread does not help). Up to ``EXACT_LIMIT`` = 50,000 vectors
+  that is within the 5 ms a query may take at a million, so small collections -- most photo
+  folders -- get perfect results, no training, and an instant build.
 - Above it, an inverted file (``IVF{nlist},Flat``): k-means cuts the space into ``nlist``
   cells and a query scans only the ``nprobe`` cells nearest to it. Vectors are kept in full
   (no compression), so the scores are exact cosines and only *which* vectors are looked at is
@@ -20,21 +20,28 @@ Why two kinds of index:
 Choices, measured on 1M clustered synthetic embeddings (bench/search.py's generator):
 
 - ``nlist`` = 4 * sqrt(N) (4,000 at 1M): a query costs the centroid scan (nlist vectors) plus
-  nprobe cells of N / nlist vectors each; 4 * sqrt(N) keeps both small. At the same recall
-  it was about 30% faster per query than 2,048 lists; training costs more (about 30 s).
+  nprobe cells of N / nlist vectors each; 4 * sqrt(N) keeps both small. With 4,096 cells a
+  query took 2.8 ms against 4.9 ms with 2,048, at the same recall (0.992, nprobe 64);
+  training took 32 s against 9 s, well inside the build budget.
 - k-means (spherical, since the metric is cosine) trains on a random sample of 64 vectors per
-  cell, 10 iterations: FAISS's default of 256 per cell and 25 iterations would take minutes
-  and gave no measurable recall here.
-- ``NPROBE`` = 64: recall@10 0.992 (0.988 at 48, 0.982 at 32, 0.964 at 16), about 3 ms. The
-  margin over the 0.95 target is for real embeddings, which may be less clustered than ours.
+  cell, 10 iterations: FAISS's defaults (256 per cell, so all of 1M, and 25 iterations) are
+  about ten times the work.
+- ``NPROBE`` = 64: recall@10 0.992 with 4,096 cells (0.988 at 48, 0.982 at 32, 0.964 at 16),
+  about 3 ms. The margin over the 0.95 target is for real embeddings, which may be harder.
 
-Filtered search (``allowed``): FAISS skips non-allowed ids while it scans (``IDSelectorBatch``),
-but an IVF index only scans nprobe cells, where a small allowed set may have no members at
-all. So the number of cells probed grows as the allowed fraction shrinks -- nprobe * N /
-len(allowed), at most every cell -- which keeps the expected number of allowed candidates
-scanned the same as in an unfiltered search. A small allowed set thus probes every cell and
-gets exact results; the cost is a bit test per stored id. Measured at 1M: 3-10 ms per query
-for allowed sets of 10 to 300,000 ids, recall@10 1.0 up to 100,000 and 0.994 at 300,000.
+Filtered search (``allowed``): FAISS skips non-allowed ids while it scans (an ``IDSelector``:
+a bitmap of ids, or a hash set where ids are sparse), but an IVF index only scans nprobe
+cells, where a small allowed set may have no members at all. So the number of cells probed
+grows as the allowed fraction shrinks -- nprobe * N / len(allowed), at most every cell --
+which keeps the expected number of allowed candidates scanned the same as unfiltered. A
+small allowed set thus probes every cell and gets exact results; the cost is a bit test per
+stored id. Measured at 1M: 3-10 ms per query for allowed sets of 10 to 300,000 ids,
+recall@10 1.0 up to 100,000 and 0.994 at 300,000.
+
+Near-duplicates (``neighbours``): every vector is a query, so its cost is N single searches,
+batched over all threads. A near-duplicate lies so close to its vector that it falls in one of
+the few nearest cells: with 2,000 planted copies at 1M, cosine 0.93 and 0.97, 16 cells found
+every pair (8 missed one in 4,000) at a quarter of the cost of the 64 a search probes.
 
 Threads: FAISS (OpenMP) uses as many threads as this process may use cores (the CPU
 affinity, not the host's core count) -- for building and for batches of queries. A single
@@ -59,6 +66,7 @@ TRAIN_MIN_POINTS_PER_LIST = 39  # below this FAISS warns that k-means is under-f
 TRAIN_ITERATIONS = 10
 SEED = 1234  # k-means sample and initialisation: the same vectors give the same index
 BITMAP_BYTES_PER_ID = 32  # filters: a bitmap of ids up to this size (~a hash set's), else a set
+NEIGHBOUR_NPROBE = 16  # IVF cells neighbours() probes: near-duplicates share nearby cells
 NEIGHBOUR_BATCH = 16_384  # queries per FAISS call in neighbours(): bounds its memory
 
 
@@ -106,6 +114,12 @@ def search(index: faiss.Index, queries: np.ndarray, k: int,
     """The ``k`` best ids for each query, best first: (scores float32 [Q, k], ids int64 [Q, k]).
     Missing results (fewer than ``k`` vectors, or allowed ones) have id -1 and score -inf.
     ``allowed``: the ids results may come from (a filter); None allows all."""
+    return _search(index, queries, k, allowed)
+
+
+def _search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+            nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``search``, with the IVF cells to probe (before any filter) other than the index's."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     queries = _matrix(queries, index.d)
@@ -115,16 +129,17 @@ def search(index: faiss.Index, queries: np.ndarray, k: int,
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).ravel()
     if len(queries) == 0 or index.ntotal == 0 or (allowed is not None and len(allowed) == 0):
         return scores, ids
-    params = None
+    selector = bitmap = None
     if allowed is not None:
-        selector, _keep = _selector(allowed)  # both must outlive the search call
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is None:
-            params = faiss.SearchParameters(sel=selector)
-        else:
-            # Probe more cells the fewer ids are allowed (see the module docstring).
-            nprobe = min(ivf.nlist, math.ceil(ivf.nprobe * index.ntotal / len(allowed)))
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        selector, bitmap = _selector(allowed)  # both must outlive the search call
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        params = faiss.SearchParameters(sel=selector) if selector is not None else None
+    else:
+        probes = nprobe or ivf.nprobe
+        if allowed is not None:  # the fewer ids allowed, the more cells (module docstring)
+            probes = math.ceil(probes * index.ntotal / len(allowed))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=min(ivf.nlist, probes))
     index.search(queries, k, params=params, D=scores, I=ids)
     scores[ids < 0] = -np.inf  # FAISS fills them with -FLT_MAX
     return scores, ids
@@ -179,7 +194,8 @@ def neighbours(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, thresho
     lows, highs, scores = [], [], []
     for start in range(0, len(vectors), NEIGHBOUR_BATCH):
         own = ids[start:start + NEIGHBOUR_BATCH, None]
-        found_scores, found = search(index, vectors[start:start + NEIGHBOUR_BATCH], k + 1)
+        found_scores, found = _search(index, vectors[start:start + NEIGHBOUR_BATCH], k + 1,
+                                      nprobe=NEIGHBOUR_NPROBE)
         keep = (found >= 0) & (found != own) & (found_scores >= threshold)  # +1 was itself
         own = np.broadcast_to(own, found.shape)[keep]
         lows.append(np.minimum(own, found[keep]))
