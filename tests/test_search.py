@@ -271,6 +271,13 @@ def test_cli_index_search_json_paths_and_status(tmp_path, gallery):
     human = run_cli("search", caption, "--index", idx)
     assert "score" in human.stdout and os.path.basename(path) in human.stdout
 
+    shutil.copy(path, root / "the-same.png")
+    again = json.loads(run_cli("index", "--index", idx, "--json").stdout)
+    assert again["added"] == 1 and again["embedded"] == 0 and again["unchanged"] == 60
+    groups = json.loads(run_cli("dups", "--index", idx, "--json").stdout)
+    ours = [{r["path"] for r in g} for g in groups if path in {r["path"] for r in g}]
+    assert len(ours) == 1 and str(root / "the-same.png") in ours[0]
+
 
 def test_cli_errors_are_one_line(tmp_path, gallery):
     root, _ = gallery
