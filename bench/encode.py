@@ -262,7 +262,15 @@ def worker(spec: dict) -> None:
 
     row = {"config": f"{backend}/{precision}"}
     load = (spec["checkpoint"], "cpu", backend, precision)
-    model, row["first_load_s"] = clock(vislang.load, *load, "throughput")
+
+    def load_and_first_calls(mode: str):
+        """Exported engines export and compile each tower on its first call: count it here."""
+        model = vislang.load(*load, mode)
+        model.encode_image(pixel1)
+        model.encode_text(query)
+        return model
+
+    model, row["first_load_s"] = clock(load_and_first_calls, "throughput")
     assert torch.equal(model.tokenize([QUERY]), query), "model.tokenize differs"
     warm(model.encode_image, pixels)
     warm(model.encode_text, texts)
@@ -271,7 +279,7 @@ def worker(spec: dict) -> None:
     b, o, text_out = alternate(base_text, model.encode_text, (texts,), spec["batches"])
     row["text_b32_s"], row["text_b32_base_s"] = o, b
 
-    latency_model, row["second_load_s"] = clock(vislang.load, *load, "latency")
+    latency_model, row["second_load_s"] = clock(load_and_first_calls, "latency")
     warm(latency_model.encode_image, pixel1)
     warm(latency_model.encode_text, query)
     calls = spec["latency_calls"]

@@ -278,6 +278,18 @@ def test_cli_index_search_json_paths_and_status(tmp_path, gallery):
     ours = [{r["path"] for r in g} for g in groups if path in {r["path"] for r in g}]
     assert len(ours) == 1 and str(root / "the-same.png") in ours[0]
 
+    # Modify, move and delete through the file system; the CLI re-index reports each change.
+    paths = sorted(captions)
+    os.rename(paths[1], root / "moved.png")
+    os.unlink(paths[2])
+    generate_scenes(1, seed=4242, n_objects=1)[0].image.save(paths[3])
+    os.utime(paths[3], ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = json.loads(run_cli("index", "--index", idx, "--json").stdout)
+    assert (changed["added"], changed["updated"], changed["moved"], changed["removed"],
+            changed["embedded"]) == (0, 1, 1, 1, 1)
+    moved = run_cli("search", "--image", root / "moved.png", "--index", idx, "--paths", "-k", "1")
+    assert moved.stdout.strip() == str(root / "moved.png")
+
 
 def test_cli_errors_are_one_line(tmp_path, gallery):
     root, _ = gallery
