@@ -307,15 +307,15 @@ class Index:
             raise InputError(f"k must be at least 1, not {k}")
         row = self._model_row()
         query = combine(terms, self._vector_of)
-        allowed = None
+        allowed, where, params = None, "", ()
         if filters is not None and not filters.empty:
-            allowed = self.store.vector_ids_where(row, *filters.sql())
+            where, params = filters.sql()
+            allowed = self.store.vector_ids_where(row, where, params)
             if len(allowed) == 0:
                 return []
-        # Copies share one vector: ask for more vectors than k, then expand into files.
         scores, ids = ann.search(self._ann_for(row), query[None], k, allowed)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        where, params = filters.sql() if filters is not None and not filters.empty else ("", ())
+        # Copies share one vector: each hit may be several files (those the filters allow).
         files = self.store.files_of_vectors(row, [i for i, _ in hits], where, params)
         results = [Result(f.path, score, f.taken) for i, score in hits for f in files.get(i, [])]
         if threshold is not None:
