@@ -121,6 +121,9 @@ def test_demo_runs_offline_and_gets_answers_right(tmp_path):
     more_like = re.search(r"more like images/(\d+\.png).*?│ 1 +│ images/(\d+\.png)", result.stdout,
                           re.S)
     assert more_like and more_like.group(1) == more_like.group(2)  # image search finds itself
+    assert re.search(r"│ dense +│ \(\d+, \d+\) +│ yes", result.stdout)  # saliency finds it
+    assert all((tmp_path / "saliency" / f"{m}.png").is_file() for m in ("crops", "dense",
+                                                                      "relevance"))
     assert "engine: " in result.stdout  # the engine auto chose, and why
     cosine = float(re.search(r"features agree: min cosine ([0-9.]+)", result.stdout).group(1))
     assert cosine >= 0.999  # the fast engine's speed-up is about the same numbers

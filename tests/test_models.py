@@ -177,3 +177,19 @@ def test_cuda_device_gives_the_same_features(tiny_clip_dir):
     images = _images(3)
     assert np.allclose(cpu.embed_images(images), gpu.embed_images(images), atol=1e-4)
     assert np.allclose(cpu.embed_texts(TEXTS), gpu.embed_texts(TEXTS), atol=1e-4)
+
+
+def test_weights_first_loaded_in_inference_mode_still_train(tiny_clip_dir):
+    """A lazily loaded model (exported engines load weights on first call) must not be made of
+    inference tensors, or gradient methods (training, relevance saliency) break."""
+    import torch
+
+    import vislang
+
+    model = vislang.load(str(tiny_clip_dir), backend="onnx")  # exported: weights load lazily
+    with torch.inference_mode():
+        weights = model.hf_model  # first touched here
+    pixels = torch.zeros(1, 3, *model.transform.output_size, requires_grad=True)
+    model.hf_model.get_image_features(pixel_values=pixels).pooler_output.sum().backward()
+    assert not any(p.is_inference() for p in weights.parameters())
+    assert pixels.grad is not None

@@ -33,6 +33,8 @@ _LAZY = {
     "probe": "vislang.probe",
     "Index": "vislang.search.index",
     "search": "vislang.search",
+    "saliency": "vislang.explain",
+    "SaliencyMap": "vislang.explain",
 }
 
 __all__ = [

@@ -32,6 +32,7 @@ def demo(
     _zero_shot(model, singles / "classes")
     scenes = write_dataset(workdir / "gallery", 200, seed=90002)
     _search(model, scenes, workdir / "index")
+    _saliency(model, workdir / "saliency")
     _speed(model, load(DEMO_MODEL), sorted((scenes / "images").glob("*.png")))
     stdout.print("\nThe same on a real checkpoint (downloads once, needs network the first time):\n"
                  f"  vislang classify YOUR_PHOTO.jpg --labels \"cat,dog,bird\" --model ViT-B/32\n"
@@ -110,6 +111,37 @@ def _search(model, root: Path, index_dir: Path) -> None:
     stdout.print(f"The same from the shell:\n  vislang index {root / 'images'} --index {index_dir} "
                  f"--model {DEMO_MODEL}\n  vislang search \"two blue triangles\" --index "
                  f"{index_dir}\n  vislang search --image {example} --index {index_dir} --json")
+
+
+def _saliency(model, folder: Path) -> None:
+    """Where the model sees a phrase: each method's map over one scene, written as a PNG."""
+    from vislang.datasets.shapes import generate_scenes
+    from vislang.explain import METHODS, saliency
+
+    stdout.rule("saliency: where in the picture does the phrase match?")
+    scene = next(s for s in generate_scenes(50, seed=90003, n_objects=2, image_size=64)
+                 if len({(o.colour, o.shape) for o in s.objects}) == 2)
+    target = scene.objects[0]
+    query = f"a {target.colour} {target.shape}"
+    folder.mkdir(parents=True, exist_ok=True)
+    scene.image.save(folder / "scene.png")
+    x0, y0, x1, y1 = target.box
+    stdout.print(f"scene: {scene.caption} ({folder / 'scene.png'}); phrase {query!r}, "
+                 f"whose box is x {x0}-{x1}, y {y0}-{y1}")
+    # relevance reads the torch weights' gradients: one layer in, as the pointing game measured.
+    options = {"crops": dict(n_iters=100, min_crop=24, seed=0, contrast=True),
+               "dense": {}, "relevance": dict(start_layer=1)}
+    table = Table("method", "peak (x, y)", "inside the box", "overlay")
+    for method in METHODS:
+        result = saliency(model, scene.image, query, method, **options[method])
+        x, y = result.argmax
+        inside = x0 <= x < x1 and y0 <= y < y1
+        path = result.save(folder / f"{method}.png")
+        table.add_row(method, f"({x}, {y})", "[green]yes[/]" if inside else "[red]no[/]",
+                      str(path))
+    stdout.print(table)
+    stdout.print(f"The same from the shell: vislang saliency {folder / 'scene.png'} \"{query}\" "
+                 f"--method dense --model {DEMO_MODEL}")
 
 
 def _results(results, captions: dict[str, str], title: str, expected: str | None) -> None:

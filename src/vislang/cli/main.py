@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vislang.cli import classify, demo, engines, models, search, shapes, train
+from vislang.cli import classify, demo, engines, models, saliency, search, shapes, train
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("index")(search.index)
 app.command("search")(search.search)
 app.command("dups")(search.dups)
+app.command("saliency")(saliency.saliency)
 app.command("models")(models.models)
 app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)

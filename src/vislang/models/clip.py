@@ -224,7 +224,10 @@ def _load_hf_model(checkpoint: Checkpoint):
     from transformers import AutoModel
 
     # float32 whatever the file holds: lower precisions are chosen per engine, not per file.
-    return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
+    # Loading is lazy, so it may first happen inside an inference_mode() block (an engine
+    # exporting on its first call); weights made there could never carry gradients.
+    with torch.inference_mode(False):
+        return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
 
 
 def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:

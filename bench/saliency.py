@@ -1,0 +1,215 @@
+"""Language-visual saliency: the seed notebook's loop vs ``vislang.saliency``, one run.
+
+On one 800x600 image, query "a red circle", n_iters=300, min crop 50, a real-size CLIP with
+random weights (built offline as in bench/encode.py; compute does not depend on the weights):
+
+- seed: the notebook's first loop, verbatim in substance -- for every crop,
+  ``CLIPProcessor(text=[query], images=[crop])`` then ``CLIPModel(**inputs)`` in eager fp32:
+  one crop per call, and the text re-encoded every iteration, as the notebook's first version does.
+- ours: ``vislang.saliency(model, image, query, "crops", seed=0)`` on the model loaded with
+  ``backend="auto", precision="auto"`` (what the CLI uses): text once, crops cut from one
+  decoded image, batches of 32 through the engine. Also on torch fp32, with the same crops:
+  its map is the reference the fast engine's map is correlated with.
+- dense and relevance: one call each (median of 3), against one torch fp32 forward pass of
+  the image tower on one 224x224 image.
+
+    .venv/bin/python bench/saliency.py                  # ViT-B/32, a few minutes on 2 cores
+    .venv/bin/python bench/saliency.py --arch vit-b-16  # the issue's architecture
+    .venv/bin/python bench/saliency.py --arch tiny      # seconds: checks the script only
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from encode import ARCHS, machine_facts, quiet, write_checkpoint  # noqa: E402
+
+import vislang  # noqa: E402
+from vislang.datasets.shapes import generate_scene  # noqa: E402
+
+QUERY = "a red circle"
+WIDTH, HEIGHT = 800, 600
+N_ITERS, MIN_CROP, SEED = 300, 50, 0
+TARGET_VS_SEED = 10.0
+MIN_CORRELATION = 0.99
+TARGET_DENSE_PASSES = 3.0
+
+
+def test_image() -> Image.Image:
+    """A shapes scene scaled to 600 px on an 800x600 canvas: objects to find, not noise."""
+    scene = generate_scene(11, 0, image_size=HEIGHT, n_objects=3)
+    canvas = Image.new("RGB", (WIDTH, HEIGHT), (236, 236, 236))
+    canvas.paste(scene.image, ((WIDTH - HEIGHT) // 2, 0))
+    return canvas
+
+
+def seed_loop(checkpoint: Path, image: Image.Image, progress) -> tuple[np.ndarray, float]:
+    """The notebook's loop (np.random seeded first, so it draws the same crops as ours)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(checkpoint).eval()
+    processor = CLIPProcessor.from_pretrained(checkpoint)
+
+    def cosine_similarity(one, other):
+        return one @ other.T / (np.linalg.norm(one) * np.linalg.norm(other))
+
+    start = time.perf_counter()
+    im_tensor = np.array(image)
+    x_dim, y_dim = image.size
+    np.random.seed(SEED)
+    inputs = processor(text=[QUERY], images=[im_tensor], return_tensors="pt")
+    with torch.no_grad():
+        results = model(**inputs)
+    initial_similarity = cosine_similarity(results.text_embeds, results.image_embeds).item()
+    saliency_map = np.zeros((y_dim, x_dim))
+    for i in range(N_ITERS):
+        crop_size = np.random.randint(MIN_CROP, min(y_dim, x_dim))
+        x = np.random.randint(x_dim - crop_size + 1)
+        y = np.random.randint(y_dim - crop_size + 1)
+        im_crop = im_tensor[y: y + crop_size, x: x + crop_size, ...]
+        inputs = processor(text=[QUERY], images=[im_crop], return_tensors="pt")
+        with torch.no_grad():
+            results = model(**inputs)
+        similarity = (cosine_similarity(results.text_embeds, results.image_embeds).item()
+                      - initial_similarity)
+        saliency_map[y: y + crop_size, x: x + crop_size] += similarity
+        if (i + 1) % 50 == 0:
+            progress(f"seed loop {i + 1}/{N_ITERS}")
+    return saliency_map, time.perf_counter() - start
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
+
+
+def run(args) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="vislang-bench-saliency-"))
+    os.environ["VISLANG_CACHE"] = str(work / "cache")  # exports land in scratch, not the user's
+    log = (lambda m: print(f"  .. {m}", file=sys.stderr, flush=True))
+    try:
+        checkpoint = write_checkpoint(work / "model", args.arch)
+        image = test_image()
+        result = {"machine": machine_facts(), "arch": args.arch, "image": [WIDTH, HEIGHT],
+                  "query": QUERY, "n_iters": N_ITERS, "min_crop": MIN_CROP, "seed": SEED}
+
+        log("seed loop (transformers, one crop per call, text every call) ...")
+        seed_map, result["seed_s"] = seed_loop(checkpoint, image, log)
+
+        log("ours, torch fp32 ...")
+        ref_model = vislang.load(str(checkpoint))
+        vislang.saliency(ref_model, image, QUERY, "crops", n_iters=8, min_crop=MIN_CROP, seed=1)
+        ref, result["ours_fp32_s"] = timed(vislang.saliency, ref_model, image, QUERY, "crops",
+                                           n_iters=N_ITERS, min_crop=MIN_CROP, seed=SEED)
+        log("ours, auto engine (first load exports and compiles; not timed) ...")
+        fast_model, result["auto_load_s"] = timed(vislang.load, str(checkpoint),
+                                                  backend="auto", precision="auto")
+        result["auto_engine"] = fast_model.backend
+        vislang.saliency(fast_model, image, QUERY, "crops", n_iters=8, min_crop=MIN_CROP, seed=1)
+        fast, result["ours_auto_s"] = timed(vislang.saliency, fast_model, image, QUERY, "crops",
+                                            n_iters=N_ITERS, min_crop=MIN_CROP, seed=SEED)
+        result["corr_fp32_vs_seed"] = correlation(ref.array, seed_map)
+        result["corr_auto_vs_fp32"] = correlation(fast.array, ref.array)
+        result["max_abs_fp32_vs_seed"] = float(np.abs(ref.array - seed_map).max())
+
+        log("dense, relevance and one encoder pass (torch fp32) ...")
+        pixel = torch.randn(1, 3, *ref_model.transform.output_size)
+        with torch.inference_mode():
+            ref_model.encode_image(pixel)
+        result["encoder_pass_s"] = median_time(lambda: _encode(ref_model, pixel), args.repeats)
+        result["dense_s"] = median_time(
+            lambda: vislang.saliency(ref_model, image, QUERY, "dense"), args.repeats)
+        result["relevance_s"] = median_time(
+            lambda: vislang.saliency(ref_model, image, QUERY, "relevance"), args.repeats)
+        result["x_auto_vs_seed"] = result["seed_s"] / result["ours_auto_s"]
+        result["x_fp32_vs_seed"] = result["seed_s"] / result["ours_fp32_s"]
+        result["dense_passes"] = result["dense_s"] / result["encoder_pass_s"]
+        result["relevance_passes"] = result["relevance_s"] / result["encoder_pass_s"]
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _encode(model, pixel):
+    with torch.inference_mode():
+        return model.encode_image(pixel)
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    return statistics.median(timed(fn)[1] for _ in range(repeats))
+
+
+def print_report(r: dict) -> None:
+    m = r["machine"]
+    print(f"\ncpu: {m['cpu']}, {m['cores']} cores, torch threads: {m['torch_threads']}, "
+          f"isa: {' '.join(m['isa']) or '-'}")
+    print(f"python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, "
+          f"openvino {m['openvino']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}")
+    print(f"{r['arch']} (random weights), {r['image'][0]}x{r['image'][1]} image, "
+          f"query {r['query']!r}, n_iters {r['n_iters']}, min crop {r['min_crop']}, "
+          f"seed {r['seed']}\n")
+    print(f"{'path':<52}{'seconds':>9}{'x seed':>8}")
+    print(f"{'seed loop (transformers fp32, 1 crop/call, text/call)':<52}{r['seed_s']:>9.2f}"
+          f"{1:>8.2f}")
+    print(f"{'ours crops, torch/fp32, batch 32':<52}{r['ours_fp32_s']:>9.2f}"
+          f"{r['x_fp32_vs_seed']:>8.2f}")
+    print(f"{'ours crops, ' + r['auto_engine'] + ' (auto), batch 32':<52}{r['ours_auto_s']:>9.2f}"
+          f"{r['x_auto_vs_seed']:>8.2f}")
+    print(f"{'ours dense (torch/fp32)':<52}{r['dense_s']:>9.3f}")
+    print(f"{'ours relevance (torch/fp32)':<52}{r['relevance_s']:>9.3f}")
+    print(f"{'one image-tower pass, 224 px (torch/fp32)':<52}{r['encoder_pass_s']:>9.3f}")
+    print(f"\nmaps: ours fp32 vs seed loop: correlation {r['corr_fp32_vs_seed']:.6f}, "
+          f"max abs diff {r['max_abs_fp32_vs_seed']:.2e} (same crops); "
+          f"{r['auto_engine']} vs fp32: correlation {r['corr_auto_vs_fp32']:.5f}")
+    print(f"dense = {r['dense_passes']:.2f} encoder passes, relevance = "
+          f"{r['relevance_passes']:.2f} (first load of the auto engine: {r['auto_load_s']:.1f} s, "
+          "not counted)")
+    ok = lambda b: "met" if b else "NOT met"  # noqa: E731
+    print(f"targets: crops >= {TARGET_VS_SEED:g}x the seed loop: "
+          f"{ok(r['x_auto_vs_seed'] >= TARGET_VS_SEED)}; correlation >= {MIN_CORRELATION}: "
+          f"{ok(r['corr_auto_vs_fp32'] >= MIN_CORRELATION)}; dense within "
+          f"{TARGET_DENSE_PASSES:g} encoder passes: "
+          f"{ok(r['dense_passes'] <= TARGET_DENSE_PASSES)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=list(ARCHS), default="vit-b-32")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls of dense/relevance")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args()
+    quiet()
+    torch.manual_seed(0)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_report(result)
+    sys.stdout.flush()
+    os._exit(0)  # skip tearing down compiled OpenVINO models (see bench/encode.py)
+
+
+if __name__ == "__main__":
+    main()

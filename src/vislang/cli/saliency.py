@@ -1,0 +1,76 @@
+"""``vislang saliency``: where in an image a phrase (or a second image) matches, as a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vislang.cli.common import (
+    BackendOption,
+    JsonOption,
+    ModelOption,
+    PrecisionOption,
+    existing_files,
+    load_model,
+    print_json,
+    stdout,
+)
+from vislang.errors import InputError
+
+METHODS = ("crops", "dense", "relevance")  # vislang.explain.METHODS, without importing it
+
+
+def saliency(
+    image: Path = typer.Argument(..., help="The image to explain."),
+    query: str = typer.Argument(None, help='What to look for, in words: "a red car".'),
+    query_image: Path = typer.Option(None, "--query-image", help="Look for what this image "
+                                     "shows instead of a text query."),
+    method: str = typer.Option("crops", "--method", help="crops (the seed's random crops), "
+                               "dense (one pass, per patch) or relevance (attention x gradient)."),
+    n_iters: int = typer.Option(300, "--n-iters", min=1, help="crops: how many crops."),
+    min_crop: int = typer.Option(50, "--min-crop", min=1, help="crops: smallest crop side, px."),
+    seed: int = typer.Option(None, "--seed", help="crops: random seed, for a repeatable map."),
+    normalize: bool = typer.Option(False, "--normalize", help="crops: divide by how many crops "
+                                   "covered each pixel (the plain sum favours the centre)."),
+    sampler: str = typer.Option("random", "--sampler", help="crops: random (the seed's) or "
+                                "stratified (even cover)."),
+    contrast: bool = typer.Option(None, "--contrast/--no-contrast", help="Subtract each region's "
+                                  "similarity to the empty text (default: on for dense and "
+                                  "relevance, off for crops)."),
+    output: Path = typer.Option(None, "--output", "-o", help="PNG to write. Default: "
+                                "IMAGE-STEM.saliency-METHOD.png in the current folder."),
+    npy: Path = typer.Option(None, "--npy", help="Also write the raw float32 map (H x W) here."),
+    model: str = ModelOption,
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Draw where in IMAGE the QUERY matches: red above the whole image's match, blue below."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+    if (query is None) == (query_image is None):
+        raise InputError('give exactly one of a QUERY text or --query-image PATH')
+    existing_files([image] + ([query_image] if query_image is not None else []))
+    from vislang.explain import saliency as explain
+
+    clip = load_model(model, json_out, backend, precision)
+    result = explain(clip, image, query if query is not None else query_image, method,
+                     n_iters=n_iters, min_crop=min_crop, seed=seed, normalize=normalize,
+                     sampler=sampler, contrast=contrast,
+                     progress=not json_out)
+    png = output or Path(f"{image.stem}.saliency-{method}.png")
+    written = {"png": str(result.save(png))}
+    if npy is not None:
+        written["npy"] = str(result.save(npy if npy.suffix == ".npy" else npy.with_suffix(".npy")))
+    stats = result.stats()
+    if json_out:
+        print_json({"image": str(image), "query": result.query, "method": method,
+                    "model": clip.model_key, **written, **stats,
+                    "shape": list(result.array.shape)})
+        return
+    x, y = stats["argmax"]["x"], stats["argmax"]["y"]
+    stdout.print(f"{method} map of {image} for {result.query!r}: min {stats['min']:.4g}, "
+                 f"max {stats['max']:.4g} at (x={x}, y={y})", highlight=False)
+    for kind, path in written.items():
+        stdout.print(f"wrote {path}", highlight=False)
