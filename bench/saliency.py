@@ -47,6 +47,7 @@ QUERY = "a red circle"
 WIDTH, HEIGHT = 800, 600
 N_ITERS, MIN_CROP, SEED = 300, 50, 0
 TARGET_VS_SEED = 10.0
+TARGET_VS_ASYNC = 2.0
 MIN_CORRELATION = 0.99
 TARGET_DENSE_PASSES = 3.0
 
@@ -94,6 +95,56 @@ def seed_loop(checkpoint: Path, image: Image.Image, progress) -> tuple[np.ndarra
     return saliency_map, time.perf_counter() - start
 
 
+def seed_async(checkpoint: Path, image: Image.Image, progress) -> tuple[np.ndarray, float]:
+    """The notebook's optimised form: the image tower as an OpenVINO model compiled with the
+    THROUGHPUT hint (OpenVINO's default precision, bf16 on AMX CPUs), one crop per request
+    through an AsyncInferQueue, the processor per crop. Conversion is not timed."""
+    import openvino as ov
+    from transformers import CLIPModel, CLIPProcessor
+
+    from vislang.runtime.towers import example_inputs, quiet_export, tower
+
+    model = CLIPModel.from_pretrained(checkpoint).eval()
+    processor = CLIPProcessor.from_pretrained(checkpoint)
+    with torch.no_grad(), quiet_export():
+        graph = ov.convert_model(tower(model, "image"),
+                                 example_input=example_inputs(model.config)["image"])
+    image_model = ov.Core().compile_model(graph, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+
+    def cosine_similarity(one, other):
+        return one @ other.T / (np.linalg.norm(one) * np.linalg.norm(other))
+
+    start = time.perf_counter()
+    im_tensor = np.array(image)
+    x_dim, y_dim = image.size
+    np.random.seed(SEED)
+    inputs = processor(text=[QUERY], images=[im_tensor], return_tensors="pt")
+    with torch.no_grad():
+        text_embeds = model.get_text_features(input_ids=inputs["input_ids"]).pooler_output.numpy()
+    image_embeds = image_model(inputs["pixel_values"].numpy())[0]
+    initial_similarity = cosine_similarity(text_embeds, image_embeds).item()
+    saliency_map = np.zeros((y_dim, x_dim))
+
+    def completion_callback(request, data) -> None:
+        similarity = (cosine_similarity(text_embeds, request.get_output_tensor(0).data).item()
+                      - initial_similarity)
+        x, y, size = data
+        saliency_map[y: y + size, x: x + size] += similarity
+
+    queue = ov.AsyncInferQueue(image_model)
+    queue.set_callback(completion_callback)
+    for _ in range(N_ITERS):
+        crop_size = np.random.randint(MIN_CROP, min(y_dim, x_dim))
+        x = np.random.randint(x_dim - crop_size + 1)
+        y = np.random.randint(y_dim - crop_size + 1)
+        im_crop = im_tensor[y: y + crop_size, x: x + crop_size, ...]
+        pixel_values = processor(images=[im_crop], return_tensors="np")["pixel_values"]
+        queue.start_async(pixel_values, (x, y, crop_size))
+    queue.wait_all()
+    progress("seed async loop done")
+    return saliency_map, time.perf_counter() - start
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -116,6 +167,9 @@ def run(args) -> dict:
 
         log("seed loop (transformers, one crop per call, text every call) ...")
         seed_map, result["seed_s"] = seed_loop(checkpoint, image, log)
+
+        log("seed's OpenVINO AsyncInferQueue form (conversion not timed) ...")
+        async_map, result["seed_async_s"] = seed_async(checkpoint, image, log)
 
         log("ours, torch fp32 ...")
         ref_model = vislang.load(str(checkpoint))
@@ -144,6 +198,8 @@ def run(args) -> dict:
             lambda: vislang.saliency(ref_model, image, QUERY, "relevance"), args.repeats)
         result["x_auto_vs_seed"] = result["seed_s"] / result["ours_auto_s"]
         result["x_fp32_vs_seed"] = result["seed_s"] / result["ours_fp32_s"]
+        result["x_auto_vs_seed_async"] = result["seed_async_s"] / result["ours_auto_s"]
+        result["corr_seed_async_vs_seed"] = correlation(async_map, seed_map)
         result["dense_passes"] = result["dense_s"] / result["encoder_pass_s"]
         result["relevance_passes"] = result["relevance_s"] / result["encoder_pass_s"]
         return result
@@ -173,6 +229,8 @@ def print_report(r: dict) -> None:
     print(f"{'path':<52}{'seconds':>9}{'x seed':>8}")
     print(f"{'seed loop (transformers fp32, 1 crop/call, text/call)':<52}{r['seed_s']:>9.2f}"
           f"{1:>8.2f}")
+    print(f"{'seed async (OpenVINO THROUGHPUT, 1 crop/request)':<52}{r['seed_async_s']:>9.2f}"
+          f"{r['seed_s'] / r['seed_async_s']:>8.2f}")
     print(f"{'ours crops, torch/fp32, batch 32':<52}{r['ours_fp32_s']:>9.2f}"
           f"{r['x_fp32_vs_seed']:>8.2f}")
     print(f"{'ours crops, ' + r['auto_engine'] + ' (auto), batch 32':<52}{r['ours_auto_s']:>9.2f}"
@@ -180,7 +238,9 @@ def print_report(r: dict) -> None:
     print(f"{'ours dense (torch/fp32)':<52}{r['dense_s']:>9.3f}")
     print(f"{'ours relevance (torch/fp32)':<52}{r['relevance_s']:>9.3f}")
     print(f"{'one image-tower pass, 224 px (torch/fp32)':<52}{r['encoder_pass_s']:>9.3f}")
-    print(f"\nmaps: ours fp32 vs seed loop: correlation {r['corr_fp32_vs_seed']:.6f}, "
+    print(f"\nmaps: the seed's async form vs its loop: correlation "
+          f"{r['corr_seed_async_vs_seed']:.5f} (OpenVINO's default precision)")
+    print(f"maps: ours fp32 vs seed loop: correlation {r['corr_fp32_vs_seed']:.6f}, "
           f"max abs diff {r['max_abs_fp32_vs_seed']:.2e} (same crops); "
           f"{r['auto_engine']} vs fp32: correlation {r['corr_auto_vs_fp32']:.5f}")
     print(f"dense = {r['dense_passes']:.2f} encoder passes, relevance = "
@@ -188,7 +248,9 @@ def print_report(r: dict) -> None:
           "not counted)")
     ok = lambda b: "met" if b else "NOT met"  # noqa: E731
     print(f"targets: crops >= {TARGET_VS_SEED:g}x the seed loop: "
-          f"{ok(r['x_auto_vs_seed'] >= TARGET_VS_SEED)}; correlation >= {MIN_CORRELATION}: "
+          f"{ok(r['x_auto_vs_seed'] >= TARGET_VS_SEED)}; >= {TARGET_VS_ASYNC:g}x the seed's "
+          f"async form: {r['x_auto_vs_seed_async']:.2f}x, "
+          f"{ok(r['x_auto_vs_seed_async'] >= TARGET_VS_ASYNC)}; correlation >= {MIN_CORRELATION}: "
           f"{ok(r['corr_auto_vs_fp32'] >= MIN_CORRELATION)}; dense within "
           f"{TARGET_DENSE_PASSES:g} encoder passes: "
           f"{ok(r['dense_passes'] <= TARGET_DENSE_PASSES)}")

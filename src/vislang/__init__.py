@@ -35,6 +35,8 @@ _LAZY = {
     "search": "vislang.search",
     "saliency": "vislang.explain",
     "SaliencyMap": "vislang.explain",
+    "caption": "vislang.captioning",
+    "ask": "vislang.captioning",
 }
 
 __all__ = [

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vislang.cli import classify, demo, engines, models, saliency, search, shapes, train
+from vislang.cli import caption, classify, demo, engines, models, saliency, search, shapes, train
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.command("saliency")(saliency.saliency)
 app.command("models")(models.models)
 app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)
+app.command("caption")(caption.caption)
+app.command("ask")(caption.ask)
 app.add_typer(classify.eval_app, name="eval")
 app.command("train")(train.train)
 app.command("shapes")(shapes.shapes)

@@ -12,6 +12,9 @@ ALIASES: dict[str, str] = {
     "ViT-B/16": "openai/clip-vit-base-patch16",
     "ViT-L/14": "openai/clip-vit-large-patch14",
     "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
+    # BLIP, for vislang.caption / vislang.ask (not vislang.load)
+    "blip-caption": "Salesforce/blip-image-captioning-base",
+    "blip-vqa": "Salesforce/blip-vqa-base",
 }
 
 # Models trained by this project and shipped inside the package (folder under assets/models).

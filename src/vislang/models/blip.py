@@ -1,0 +1,197 @@
+"""``BlipModel``: one BLIP captioning or VQA checkpoint -- preprocessing, tokenizer and graphs.
+
+A BLIP checkpoint runs as three graphs, the split the OpenVINO export of the seed notebook uses:
+
+- the vision encoder: ``pixel_values [N, 3, H, W] -> image_embeds [N, P, D]``;
+- the text encoder (VQA only): the question, cross-attending to the image, ``-> [N, T, D]``;
+- the text decoder, with or without a KV cache: next-token logits over the vocabulary.
+
+``TorchBlipEngine`` runs them with the checkpoint's own torch modules; the generation loop in
+``vislang.captioning`` only ever calls these three, so another engine (OpenVINO, ONNX Runtime)
+can replace it by offering the same four methods.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image
+
+from vislang.errors import UnsupportedModelError
+from vislang.models.hub import Checkpoint, locate
+from vislang.models.transform import ImageTransform
+
+CAPTION = "caption"
+VQA = "vqa"
+# transformers class named in a checkpoint's config.json -> what it can do
+ARCHITECTURES: dict[str, str] = {
+    "BlipForConditionalGeneration": CAPTION,
+    "BlipForQuestionAnswering": VQA,
+}
+
+
+class TorchBlipEngine:
+    """The three BLIP graphs on the checkpoint's torch modules (fp32, the reference)."""
+
+    def __init__(self, weights: Callable[[], torch.nn.Module]):
+        self._weights = weights
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        return self._weights()
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``float32[N, 3, H, W]`` -> patch embeddings ``[N, P, D]``."""
+        return self.hf_model.vision_model(pixel_values=pixel_values)[0]
+
+    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        image_embeds: torch.Tensor) -> torch.Tensor:
+        """Question tokens cross-attending to the image -> ``[N, T, D]`` (VQA checkpoints)."""
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
+        return self.hf_model.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
+            return_dict=False)[0]
+
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor,
+               past: Any = None) -> tuple[torch.Tensor, Any]:
+        """One decoder call -> (next-token logits ``float32[N, V]``, the new KV cache).
+
+        Without ``past`` it reads the whole ``input_ids`` (the prompt); with it, only the new
+        last column. ``attention_mask`` always covers the whole sequence so far.
+        """
+        out = self.hf_model.text_decoder(
+            input_ids=input_ids, attention_mask=attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cache=past, use_cache=True, is_decoder=True, return_dict=True)
+        return out.logits[:, -1, :].float(), out.cache
+
+    @staticmethod
+    def reorder(past: Any, index: torch.Tensor) -> Any:
+        """Keep the cache rows ``index`` (in that order): beam search's reshuffle."""
+        past.reorder_cache(index)
+        return past
+
+
+class BlipModel:
+    """A loaded BLIP checkpoint: ``task`` is ``"caption"`` or ``"vqa"``."""
+
+    def __init__(self, checkpoint: Checkpoint, config, task: str,
+                 weights: Callable[[], torch.nn.Module],
+                 transform: Callable[[], ImageTransform], tokenizer):
+        self.checkpoint = checkpoint
+        self.config = config
+        self.task = task
+        self._transform = transform
+        self.tokenizer = tokenizer
+        self._weights = weights
+        self.engine = TorchBlipEngine(weights)
+        text = config.text_config
+        self.bos_token_id: int = text.bos_token_id  # [DEC]: starts every decoded sequence
+        self.eos_token_id: int = text.sep_token_id  # [SEP]: BLIP's decoder ends with it
+        self.pad_token_id: int = text.pad_token_id
+
+    @functools.cached_property
+    def transform(self) -> ImageTransform:
+        return self._transform()
+
+    @property
+    def model_key(self) -> str:
+        return self.checkpoint.model_key
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The transformers model, loaded on first use."""
+        return self._weights()
+
+    @functools.cached_property
+    def generation_defaults(self) -> dict:
+        """Beam-search settings from the checkpoint's generation config (transformers' defaults
+        where it has none): the scoring our loop must share with ``generate``."""
+        from transformers import GenerationConfig
+
+        path = self.checkpoint.path / "generation_config.json"
+        gen = GenerationConfig.from_pretrained(path.parent) if path.is_file() else GenerationConfig()
+        return {"length_penalty": float(gen.length_penalty),
+                "early_stopping": gen.early_stopping}
+
+    def __repr__(self) -> str:
+        return f"BlipModel({self.model_key!r}, task={self.task!r})"
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> ``float32[3, H, W]``, equal to the checkpoint's BlipImageProcessor."""
+        return self.transform(image)
+
+    def require(self, task: str) -> None:
+        if task != self.task:
+            want = "a captioning (BlipForConditionalGeneration)" if task == CAPTION else \
+                "a question-answering (BlipForQuestionAnswering)"
+            have = "captioning" if self.task == CAPTION else "question-answering"
+            hint = "vislang ask / vislang.ask" if self.task == VQA else "vislang caption / vislang.caption"
+            raise UnsupportedModelError(
+                f"{self.checkpoint.name} is a BLIP {have} checkpoint, this needs {want} "
+                f"checkpoint; use it with {hint}, or pass another --model")
+
+
+def load_blip(name_or_path: str) -> BlipModel:
+    """Load a BLIP captioning or VQA checkpoint: an alias (``blip-caption``, ``blip-vqa``), a
+    hub id, or a save_pretrained directory. Weights load on first use."""
+    checkpoint = locate(name_or_path)
+    config, task = _load_config(checkpoint)
+    return BlipModel(checkpoint, config, task,
+                     functools.cache(lambda: _load_hf_model(checkpoint, task)),
+                     functools.partial(_load_transform, checkpoint, config),
+                     _load_tokenizer(checkpoint))
+
+
+def _load_config(checkpoint: Checkpoint):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(checkpoint.path)
+    if config.model_type != "blip":
+        raise UnsupportedModelError(
+            f"{checkpoint.name} is a {config.model_type!r} checkpoint; captions and answers need a "
+            "BLIP checkpoint (e.g. Salesforce/blip-image-captioning-base or "
+            "Salesforce/blip-vqa-base)")
+    tasks = {ARCHITECTURES[a] for a in (config.architectures or []) if a in ARCHITECTURES}
+    if len(tasks) != 1:
+        raise UnsupportedModelError(
+            f"{checkpoint.name} is a BLIP checkpoint of architecture "
+            f"{config.architectures or 'unknown'}; vislang runs "
+            f"{' and '.join(ARCHITECTURES)} (save the model with that class)")
+    return config, tasks.pop()
+
+
+def _load_hf_model(checkpoint: Checkpoint, task: str) -> torch.nn.Module:
+    from transformers import BlipForConditionalGeneration, BlipForQuestionAnswering
+
+    cls = BlipForConditionalGeneration if task == CAPTION else BlipForQuestionAnswering
+    with torch.inference_mode(False):
+        return cls.from_pretrained(checkpoint.path, dtype=torch.float32).eval()
+
+
+def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:
+    from transformers import AutoImageProcessor, BlipImageProcessorPil
+
+    if any((checkpoint.path / f).is_file()
+           for f in ("preprocessor_config.json", "processor_config.json")):
+        processor = AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil")
+    else:  # a bare save_pretrained of the model: BLIP's preprocessing at the tower's size
+        side = config.vision_config.image_size
+        processor = BlipImageProcessorPil(size={"height": side, "width": side})
+    return ImageTransform.from_processor(processor)
+
+
+def _load_tokenizer(checkpoint: Checkpoint):
+    from transformers import AutoTokenizer
+
+    if any((checkpoint.path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        return AutoTokenizer.from_pretrained(checkpoint.path)
+    raise UnsupportedModelError(
+        f"{checkpoint.name} has no tokenizer files (tokenizer.json or vocab.txt); save the "
+        "BLIP processor or tokenizer beside the model")
