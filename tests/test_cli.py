@@ -124,6 +124,9 @@ def test_demo_runs_offline_and_gets_answers_right(tmp_path):
     assert re.search(r"│ dense +│ \(\d+, \d+\) +│ yes", result.stdout)  # saliency finds it
     assert all((tmp_path / "saliency" / f"{m}.png").is_file() for m in ("crops", "dense",
                                                                       "relevance"))
+    captions, answers = re.search(r"captions right (\d+)/4, answers right (\d+)/(\d+)",
+                                  result.stdout).group(1, 2)
+    assert int(captions) >= 3 and int(answers) >= 6  # the shipped BLIPs describe new scenes
     assert "engine: " in result.stdout  # the engine auto chose, and why
     cosine = float(re.search(r"features agree: min cosine ([0-9.]+)", result.stdout).group(1))
     assert cosine >= 0.999  # the fast engine's speed-up is about the same numbers

@@ -33,6 +33,7 @@ def demo(
     scenes = write_dataset(workdir / "gallery", 200, seed=90002)
     _search(model, scenes, workdir / "index")
     _saliency(model, workdir / "saliency")
+    _captions_and_answers(workdir / "blip")
     _speed(model, load(DEMO_MODEL), sorted((scenes / "images").glob("*.png")))
     stdout.print("\nThe same on a real checkpoint (downloads once, needs network the first time):\n"
                  f"  vislang classify YOUR_PHOTO.jpg --labels \"cat,dog,bird\" --model ViT-B/32\n"
@@ -142,6 +143,40 @@ def _saliency(model, folder: Path) -> None:
     stdout.print(table)
     stdout.print(f"The same from the shell: vislang saliency {folder / 'scene.png'} \"{query}\" "
                  f"--method dense --model {DEMO_MODEL}")
+
+
+def _captions_and_answers(folder: Path) -> None:
+    """The shipped tiny BLIPs: a caption for each new scene, and answers about it."""
+    from vislang.captioning import ask, caption
+    from vislang.datasets.shapes import generate_scenes
+    from vislang.models.blip import load_blip
+
+    stdout.rule("captions and answers: the shipped shapes-blip models (BLIP)")
+    folder.mkdir(parents=True, exist_ok=True)
+    scenes = generate_scenes(4, seed=90004)
+    paths = []
+    for scene in scenes:
+        paths.append(folder / f"{scene.index:05d}.png")
+        scene.image.save(paths[-1])
+    captions = caption(paths, model=load_blip("shapes-blip-caption"))
+    vqa = load_blip("shapes-blip-vqa")
+    table = Table("image", "caption (truth)", "question", "answer (truth)")
+    right = total = 0
+    for path, scene, text in zip(paths, scenes, captions):
+        table.add_row(path.name, _mark(text, scene.caption), "", "")
+        for qa in [q for q in scene.qa if q.kind in ("count", "colour", "presence")][:2]:
+            answer = ask(path, qa.question, model=vqa)
+            right, total = right + (answer == qa.answer), total + 1
+            table.add_row("", "", qa.question, _mark(answer, qa.answer))
+    stdout.print(table)
+    hits = sum(c == s.caption for c, s in zip(captions, scenes))
+    stdout.print(f"captions right {hits}/{len(scenes)}, answers right {right}/{total}")
+    stdout.print(f"The same from the shell: vislang caption {paths[0]} --model shapes-blip-caption; "
+                 f"vislang ask {paths[0]} \"how many circles are there?\" --model shapes-blip-vqa")
+
+
+def _mark(got: str, truth: str) -> str:
+    return f"[green]{got}[/]" if got == truth else f"[red]{got}[/] ({truth})"
 
 
 def _results(results, captions: dict[str, str], title: str, expected: str | None) -> None:

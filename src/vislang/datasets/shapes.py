@@ -21,6 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +289,29 @@ def caption_for(objects: Iterable[ShapeObject]) -> str:
     groups = sorted(counts, key=lambda key: _canonical(*key))
     phrases = [_phrase(counts[shape, colour], shape, colour) for shape, colour in groups]
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+_COUNT_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {"a": 1, "an": 1}
+
+
+def objects_named(caption: str) -> Counter:
+    """Colour+shape mentions with their counts: "two red circles and a blue square" ->
+    {(red, circle): 2, (blue, square): 1}. Unparseable text gives an entry that never matches."""
+    words = re.findall(r"[a-z]+", caption.lower())
+    named: Counter = Counter()
+    i = 0
+    while i < len(words):
+        if words[i] in ("and",):
+            i += 1
+            continue
+        if (i + 2 < len(words) and words[i] in _COUNT_WORDS and words[i + 1] in COLOURS
+                and words[i + 2].rstrip("s") in SHAPES):
+            named[words[i + 1], words[i + 2].rstrip("s")] += _COUNT_WORDS[words[i]]
+            i += 3
+        else:
+            named["?", words[i]] += 1
+            i += 1
+    return named
 
 
 def _phrase(count: int, shape: str, colour: str) -> str:

@@ -22,6 +22,10 @@ SHIPPED: dict[str, str] = {
     # A tiny CLIP trained on the generated shapes world (recipes/shapes-clip.sh): it knows
     # circles, squares and triangles in red, green, blue and yellow, and nothing else.
     "shapes-clip": "shapes-clip",
+    # A tiny BLIP trained on the same world (recipes/shapes-blip.sh), for vislang.caption and
+    # vislang.ask: one vision tower trained with two heads, saved as two checkpoints.
+    "shapes-blip-caption": "shapes-blip-caption",
+    "shapes-blip-vqa": "shapes-blip-vqa",
 }
 
 
