@@ -199,7 +199,7 @@ def test_models_keep_separate_vector_sets(tmp_path, gallery, model, tiny_clip_di
     root, captions = gallery
     with Index.open(tmp_path / "idx", model) as index:
         index.update([root])
-    with Index.open(tmp_path / "idx", str(tiny_clip_dir), backend="torch") as index:
+    with Index.open(tmp_path / "idx", tiny_clip_dir, backend="torch") as index:  # a Path
         assert index.update().embedded == 60  # a new model embeds everything itself
         vectors = {m["name"]: m["vectors"] for m in index.stats()["models"]}
         assert vectors == {"shapes-clip": 60, str(tiny_clip_dir.resolve()): 60}

@@ -75,6 +75,7 @@ class Index:
         self.folder = folder
         self.store = Store(folder / DB_NAME)
         self.backend, self.precision, self.exact_limit = backend, precision, exact_limit
+        model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a directory
         self._clip = model if not isinstance(model, (str, type(None))) else None
         self.model_name: str | None = (self._clip.checkpoint.name if self._clip else model) \
             or self.store.get_meta("model")
