@@ -37,6 +37,7 @@ _LAZY = {
     "SaliencyMap": "vislang.explain",
     "caption": "vislang.captioning",
     "ask": "vislang.captioning",
+    "load_blip": "vislang.models.blip",
 }
 
 __all__ = [

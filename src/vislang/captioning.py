@@ -40,13 +40,19 @@ def caption(images: ImageInput | Iterable[ImageInput], model: str | BlipModel | 
     blip.require(CAPTION)
     check_settings(beams, max_tokens)
     images = [images] if isinstance(images, (str, os.PathLike, bytes, Image.Image)) else list(images)
-    pixels = ordered_map(lambda src: blip.preprocess(_load(blip, src)), images,
+    pixels = ordered_map(lambda src: blip.preprocess(load_for(blip, src)), images,
                          ahead=2 * batch_size)
     out: list[str] = []
     for batch in batched(pixels, batch_size):
-        ids = caption_ids(blip, torch.stack(batch), prompt, beams, max_tokens)
-        out.extend(blip.tokenizer.batch_decode(ids, skip_special_tokens=True))
-    return [text.strip() for text in out]
+        out += caption_pixels(blip, torch.stack(batch), prompt, beams, max_tokens)
+    return out
+
+
+def caption_pixels(blip: BlipModel, pixel_values: torch.Tensor, prompt: str | None = None,
+                   beams: int = 1, max_tokens: int = 20) -> list[str]:
+    """Captions of a preprocessed batch ``float32[N, 3, H, W]``."""
+    ids = caption_ids(blip, pixel_values, prompt, beams, max_tokens)
+    return [t.strip() for t in blip.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
 def ask(image: ImageInput, question: str, model: str | BlipModel | None = None, beams: int = 1,
@@ -57,7 +63,7 @@ def ask(image: ImageInput, question: str, model: str | BlipModel | None = None, 
     check_settings(beams, max_tokens)
     if not question or not question.strip():
         raise InputError("the question is empty; ask something about the image")
-    pixels = blip.preprocess(_load(blip, image))[None]
+    pixels = blip.preprocess(load_for(blip, image))[None]
     ids = answer_ids(blip, pixels, [question], beams, max_tokens)
     return blip.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
 
@@ -213,7 +219,8 @@ def _model(model: str | BlipModel | None, default: str) -> BlipModel:
     return load_blip(model or default)
 
 
-def _load(blip: BlipModel, source: ImageInput) -> Image.Image:
+def load_for(blip: BlipModel, source: ImageInput) -> Image.Image:
+    """An image decoded for this model (JPEGs at reduced scale when it needs fewer pixels)."""
     return load_image(source, min_side=blip.transform.min_side)
 
 

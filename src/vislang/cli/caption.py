@@ -22,21 +22,34 @@ def _load(name: str, quiet: bool):
 
 
 def caption(
-    images: list[Path] = typer.Argument(..., help="Image files to caption."),
+    images: list[Path] = typer.Argument(None, help="Image files to caption (with --index: the "
+                                        "index folder, default: the one vislang search uses)."),
     model: str = typer.Option(None, "--model", "-m", help="BLIP captioning model: name, hub id "
                               "or directory. Default: Salesforce/blip-image-captioning-base."),
     prompt: str = typer.Option(None, "--prompt", help='Text every caption starts with, e.g. '
                                '"a picture of".'),
     beams: int = BeamsOption,
     max_tokens: int = typer.Option(20, "--max-tokens", help="Most tokens to generate."),
+    index: bool = typer.Option(False, "--index", help="Caption every image of a search index "
+                               "that has no caption by this model yet, and store the captions: "
+                               "vislang search then matches their words too."),
     json_out: bool = JsonOption,
 ) -> None:
     """Describe each image in a sentence (BLIP image captioning)."""
-    from vislang.captioning import DEFAULT_CAPTION_MODEL, caption as run_caption
+    from vislang.captioning import DEFAULT_CAPTION_MODEL, caption as run_caption, check_settings
+    from vislang.errors import InputError
 
+    if index:
+        if len(images or []) > 1:
+            raise InputError("--index takes one index folder, not image files; caption files "
+                             "without --index")
+        check_settings(beams, max_tokens)
+        return _caption_index(images[0] if images else None, model or DEFAULT_CAPTION_MODEL,
+                              prompt, beams, max_tokens, json_out)
+    if not images:
+        raise InputError("no images given: vislang caption IMAGE... (or --index to caption a "
+                         "search index)")
     existing_files(images)
-    from vislang.captioning import check_settings
-
     check_settings(beams, max_tokens)  # bad input fails before model work
     blip = _load(model or DEFAULT_CAPTION_MODEL, json_out)
     texts = run_caption(images, blip, prompt=prompt, beams=beams, max_tokens=max_tokens)
@@ -50,6 +63,28 @@ def caption(
     stdout.print(table)
 
 
+def _caption_index(path: Path | None, model: str, prompt: str | None, beams: int,
+                   max_tokens: int, json_out: bool) -> None:
+    from vislang.search import Index
+    from vislang.search.index import DB_NAME, default_index_path
+
+    folder = path.expanduser() if path else default_index_path()
+    if not (folder / DB_NAME).is_file():
+        from vislang.errors import InputError
+
+        raise InputError(f"no search index at {folder}; build one with vislang index DIR")
+    with Index.open(folder) as idx:
+        summary = idx.caption(_load(model, json_out), prompt, beams, max_tokens,
+                              progress=not json_out)
+        total = idx.store.caption_count()
+    if json_out:
+        return print_json({**summary.as_dict(), "captions": total})
+    stdout.print(f"captioned {summary.captioned} images in {summary.seconds:.1f} s, skipped "
+                 f"{len(summary.skipped)}; the index holds {total} captions")
+    for p, reason in summary.skipped:
+        stdout.print(f"  skipped {p}: {reason}", highlight=False)
+
+
 def ask(
     image: Path = typer.Argument(..., help="The image the question is about."),
     question: str = typer.Argument(..., help='The question, e.g. "what colour is the car?"'),
@@ -60,11 +95,9 @@ def ask(
     json_out: bool = JsonOption,
 ) -> None:
     """Answer a question about an image (BLIP visual question answering)."""
-    from vislang.captioning import DEFAULT_VQA_MODEL, ask as run_ask
+    from vislang.captioning import DEFAULT_VQA_MODEL, ask as run_ask, check_settings
 
     existing_files([image])
-    from vislang.captioning import check_settings
-
     check_settings(beams, max_tokens)
     blip = _load(model or DEFAULT_VQA_MODEL, json_out)
     answer = run_ask(image, question, blip, beams=beams, max_tokens=max_tokens)

@@ -109,7 +109,8 @@ def search(
         results = idx.search(text=query, image=image, k=top, add=add, sub=sub, filters=filters,
                              threshold=threshold)
     if json_out:
-        return print_json([{"path": r.path, "score": round(r.score, 6)} for r in results])
+        return print_json([{"path": r.path, "score": round(r.score, 6), "caption": r.caption}
+                           for r in results])
     if paths_only:
         for r in results:
             print(r.path)
@@ -117,11 +118,13 @@ def search(
     if not results:
         stdout.print("no results" + (" above the threshold" if threshold is not None else ""))
         return
-    table = Table("rank", "score", "taken", "path")
+    captioned = any(r.caption for r in results)
+    table = Table("rank", "score", "taken", "path", *(["caption"] if captioned else []))
     table.columns[3].overflow = "fold"
     for rank, r in enumerate(results, 1):
         taken = datetime.fromtimestamp(r.taken).strftime("%Y-%m-%d")
-        table.add_row(str(rank), f"{r.score:.3f}", taken, _display(r.path))
+        table.add_row(str(rank), f"{r.score:.3f}", taken, _display(r.path),
+                      *([r.caption or ""] if captioned else []))
     stdout.print(table)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from vislang.errors import ImageLoadError, IndexBusyError, InputError
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
-from vislang.search import ann
+from vislang.search import ann, keywords
 from vislang.search.query import Filters, Term, combine
 from vislang.search.scan import FileStat, read_content, walk
 from vislang.search.store import FileRow, ModelRow, Store
@@ -47,6 +47,7 @@ class Result:
     path: str
     score: float
     taken: float
+    caption: str | None = None  # stored by vislang caption --index
 
 
 @dataclass
@@ -63,6 +64,18 @@ class Summary:
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "moved": self.moved,
                 "removed": self.removed, "unchanged": self.unchanged, "embedded": self.embedded,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class CaptionSummary:
+    captioned: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"captioned": self.captioned,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
                 "seconds": round(self.seconds, 3)}
 
@@ -215,6 +228,44 @@ class Index:
                 self.store.remove_root(path)
         return len(gone)
 
+    def caption(self, blip, prompt: str | None = None, beams: int = 1, max_tokens: int = 20,
+                progress: bool = False, batch_size: int = 8) -> CaptionSummary:
+        """Caption every indexed content that has no caption by ``blip`` (a loaded BLIP
+        captioning model), a batch per commit: a killed run keeps what it finished."""
+        from vislang.captioning import caption_pixels, load_for
+
+        import torch
+
+        blip.require("caption")
+        started = time.perf_counter()
+        summary = CaptionSummary()
+        with self._writing():
+            todo = self.store.hashes_to_caption(blip.model_key)
+
+            def prepare(item):
+                content_hash, path = item
+                try:
+                    return content_hash, path, blip.preprocess(load_for(blip, path)), None
+                except ImageLoadError as error:
+                    return content_hash, path, None, error.reason
+
+            with progress_bar(len(todo), "captioning", enabled=progress and len(todo) > 0) \
+                    as advance:
+                for batch in batched(ordered_map(prepare, todo, ahead=2 * batch_size),
+                                     batch_size):
+                    good = [(h, px) for h, _, px, _ in batch if px is not None]
+                    texts = caption_pixels(blip, torch.stack([px for _, px in good]), prompt,
+                                           beams, max_tokens) if good else []
+                    failed = [(h, p, err) for h, p, _, err in batch if err]
+                    self.store.put_captions(blip.model_key,
+                                            [(h, t) for (h, _), t in zip(good, texts)],
+                                            [(h, err) for h, _, err in failed])
+                    summary.captioned += len(good)
+                    summary.skipped += [(p, err) for _, p, err in failed]
+                    advance(len(batch))
+        summary.seconds = time.perf_counter() - started
+        return summary
+
     def _sync_files(self, found: dict[str, FileStat], known: dict[str, FileRow],
                     summary: Summary, progress: bool, forget_missing: bool = True) -> None:
         """Step 1: record new and changed files (hashing them), forget deleted ones."""
@@ -296,9 +347,13 @@ class Index:
     # -- reading -----------------------------------------------------------------------------
     def search(self, text: str | None = None, image=None, k: int = 10,
                add: Sequence[Term | str] = (), sub: Sequence[Term | str] = (),
-               filters: Filters | None = None, threshold: float | None = None) -> list[Result]:
+               filters: Filters | None = None, threshold: float | None = None,
+               caption_weight: float = keywords.CAPTION_WEIGHT) -> list[Result]:
         """Best ``k`` files for a text and/or image query, plus weighted terms to add or
-        subtract (rclip style), within ``filters``; scores are cosine similarities."""
+        subtract (rclip style), within ``filters``. Scores are cosine similarities, raised
+        for images whose stored caption holds ``text``'s words, by ``caption_weight`` times the
+        share of words held times the query's score spread (``vislang.search.keywords``; 0
+        turns captions off)."""
         terms = ([Term(text)] if text else []) + ([Term(image, is_image=True)] if image else [])
         terms += [Term.parse(t) if isinstance(t, str) else t for t in add]
         terms += [(Term.parse(t) if isinstance(t, str) else t).negated() for t in sub]
@@ -314,11 +369,25 @@ class Index:
             allowed = self.store.vector_ids_where(row, where, params)
             if len(allowed) == 0:
                 return []
-        scores, ids = ann.search(self._ann_for(row), query[None], k, allowed)
-        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        index = self._ann_for(row)
+
+        def best_among(ids: np.ndarray | None, n: int = k) -> dict[int, float]:
+            scores, found = ann.search(index, query[None], n, ids)
+            return {int(i): float(s) for i, s in zip(found[0], scores[0]) if i >= 0}
+
+        words = keywords.query_words(text or "")
+        blending = bool(words and caption_weight and self.store.caption_count())
+        hits = best_among(allowed, max(k, keywords.SPREAD_RANK) if blending else k)
+        if blending:
+            hits = keywords.blend(hits, words, caption_weight,
+                                  lambda w: self.store.vector_ids_with_caption_word(row, w),
+                                  best_among, allowed)
+        ranked = sorted(hits.items(), key=lambda h: -h[1])[:k]
         # Copies share one vector: each hit may be several files (those the filters allow).
-        files = self.store.files_of_vectors(row, [i for i, _ in hits], where, params)
-        results = [Result(f.path, score, f.taken) for i, score in hits for f in files.get(i, [])]
+        files = self.store.files_of_vectors(row, [i for i, _ in ranked], where, params)
+        captions = self.store.captions_of({f.hash for fs in files.values() for f in fs})
+        results = [Result(f.path, score, f.taken, captions.get(f.hash))
+                   for i, score in ranked for f in files.get(i, [])]
         if threshold is not None:
             results = [r for r in results if r.score >= threshold]
         return results[:k]

@@ -48,6 +48,24 @@ CREATE TABLE IF NOT EXISTS vectors (
     UNIQUE (model_id, hash)
 );
 CREATE TABLE IF NOT EXISTS failures (hash TEXT PRIMARY KEY, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS captions (
+    hash TEXT PRIMARY KEY,  -- one caption per content, like vectors
+    model TEXT NOT NULL,    -- model_key of the captioning model
+    text TEXT NOT NULL
+);
+-- Caption words for keyword search (porter: "dogs" finds "dog"), kept in step by triggers.
+CREATE VIRTUAL TABLE IF NOT EXISTS captions_fts USING fts5(
+    text, content='captions', content_rowid='rowid', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS captions_insert AFTER INSERT ON captions BEGIN
+    INSERT INTO captions_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS captions_delete AFTER DELETE ON captions BEGIN
+    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS captions_update AFTER UPDATE ON captions BEGIN
+    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO captions_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
 """
 
 
@@ -152,8 +170,9 @@ class Store:
             self.db.execute(f"UPDATE models SET version = version + 1 WHERE id IN ({orphans})")
             self.db.execute("DELETE FROM vectors WHERE hash NOT IN "
                             "(SELECT hash FROM files WHERE hash IS NOT NULL)")
-            self.db.execute("DELETE FROM failures WHERE hash NOT IN "
-                            "(SELECT hash FROM files WHERE hash IS NOT NULL)")
+            for table in ("failures", "captions"):
+                self.db.execute(f"DELETE FROM {table} WHERE hash NOT IN "
+                                "(SELECT hash FROM files WHERE hash IS NOT NULL)")
 
     def paths_for_hashes(self, hashes: Iterable[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -248,13 +267,54 @@ class Store:
                                (model.id, *params)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    # -- captions ----------------------------------------------------------------------------
+    def hashes_to_caption(self, model_key: str) -> list[tuple[str, str]]:
+        """(hash, a path with that content) for readable content with no caption by this
+        captioning model (a caption by another model is replaced)."""
+        return self.db.execute(
+            "SELECT f.hash, min(f.path) FROM files f WHERE f.hash IS NOT NULL "
+            "AND f.hash NOT IN (SELECT hash FROM captions WHERE model = ?) "
+            "AND f.hash NOT IN (SELECT hash FROM failures) GROUP BY f.hash ORDER BY min(f.path)",
+            (model_key,)).fetchall()
+
+    def put_captions(self, model_key: str, captions: Sequence[tuple[str, str]],
+                     failures: Iterable[tuple[str, str]] = ()) -> None:
+        """One batch of (hash, caption) (and contents that failed to decode), one commit."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO captions (hash, model, text) VALUES (?, ?, ?) ON CONFLICT (hash) "
+                "DO UPDATE SET model = excluded.model, text = excluded.text",
+                ((h, model_key, text) for h, text in captions))
+            self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", failures)
+
+    def captions_of(self, hashes: Iterable[str]) -> dict[str, str]:
+        out = {}
+        for chunk in _chunks(list(hashes)):
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(
+                f"SELECT hash, text FROM captions WHERE hash IN ({marks})", chunk))
+        return out
+
+    def caption_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM captions").fetchone()[0]
+
+    def vector_ids_with_caption_word(self, model: ModelRow, word: str) -> np.ndarray:
+        """Ids of a model's vectors whose content's caption contains ``word`` (stemmed)."""
+        phrase = '"' + word.replace('"', '""') + '"'  # a quoted FTS5 string: no query syntax
+        rows = self.db.execute(
+            "SELECT v.id FROM captions_fts JOIN captions c ON c.rowid = captions_fts.rowid "
+            "JOIN vectors v ON v.hash = c.hash AND v.model_id = ? "
+            "WHERE captions_fts MATCH ?", (model.id, phrase)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     # -- numbers -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {"files": one("SELECT count(*) FROM files"),
                 "unreadable": one("SELECT count(*) FROM files f LEFT JOIN failures x ON "
                                   "x.hash = f.hash WHERE f.error IS NOT NULL OR x.hash IS NOT NULL"),
-                "distinct_contents": one("SELECT count(DISTINCT hash) FROM files")}
+                "distinct_contents": one("SELECT count(DISTINCT hash) FROM files"),
+                "captions": one("SELECT count(*) FROM captions")}
 
     def vector_count(self, model_id: int) -> int:
         return self.db.execute("SELECT count(*) FROM vectors WHERE model_id = ?",
