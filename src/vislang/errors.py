@@ -37,6 +37,10 @@ class ImageLoadError(VislangError):
         super().__init__(f"cannot read image {self.path}: {reason}")
 
 
+class ImageTooLargeError(ImageLoadError):
+    """An image has more pixels than the limit (checked from the header, before decoding)."""
+
+
 class TokenizeError(VislangError):
     """Text that cannot be tokenized as asked, e.g. longer than the context length."""
 

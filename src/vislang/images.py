@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vislang.errors import ImageLoadError
+from vislang.errors import ImageLoadError, ImageTooLargeError
 
 MAX_PIXELS: int = 128_000_000
 """Default limit on width*height, checked from the header before any pixel is decoded."""
@@ -144,7 +144,7 @@ def _check_pixels(image: Image.Image, label: object, max_pixels: int) -> None:
     pixels = width * height
     if pixels > max_pixels:
         reason = f"image is {width}x{height} = {pixels:,} pixels, over the limit of {max_pixels:,}"
-        raise ImageLoadError(label, reason)
+        raise ImageTooLargeError(label, reason)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -7,7 +7,18 @@ import sys
 
 import typer
 
-from vislang.cli import caption, classify, demo, engines, models, saliency, search, shapes, train
+from vislang.cli import (
+    caption,
+    classify,
+    demo,
+    engines,
+    models,
+    saliency,
+    search,
+    serve,
+    shapes,
+    train,
+)
 from vislang.errors import VislangError
 
 app = typer.Typer(
@@ -21,6 +32,7 @@ app.command("index")(search.index)
 app.command("search")(search.search)
 app.command("dups")(search.dups)
 app.command("saliency")(saliency.saliency)
+app.command("serve")(serve.serve)
 app.command("models")(models.models)
 app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)

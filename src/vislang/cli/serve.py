@@ -1,0 +1,91 @@
+"""``vislang serve``: the HTTP API and the web page over an index, on this machine by default."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import typer
+
+from vislang.cli.common import BackendOption, PrecisionOption, stderr, stdout
+from vislang.errors import InputError
+
+
+def serve(
+    index_path: Path = typer.Option(None, "--index", "-i", help="Index folder. Default: "
+                                    "$VISLANG_INDEX or the per-user one (as vislang search)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but "
+                             "the loopback needs a token."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0: any free)."),
+    token: str = typer.Option(None, "--token", envvar="VISLANG_TOKEN", help="Require "
+                              "'Authorization: Bearer TOKEN' on every API request. Default off "
+                              "on the loopback; elsewhere a random one is made and printed."),
+    model: str = typer.Option(None, "--model", "-m", help="Search model. Default: the one the "
+                              "index was built with."),
+    caption_model: str = typer.Option(None, "--caption-model", help="BLIP captioning model. "
+                                      "Default: Salesforce/blip-image-captioning-base."),
+    vqa_model: str = typer.Option(None, "--vqa-model", help="BLIP question answering model. "
+                                  "Default: Salesforce/blip-vqa-base."),
+    max_queue: int = typer.Option(16, "--max-queue", min=1, help="Model jobs running or waiting "
+                                  "before new requests get 503 + Retry-After."),
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
+) -> None:
+    """Serve the search API and web page: search, more like this, explain, caption, ask."""
+    try:
+        import uvicorn
+
+        from vislang.serve import create_app
+        from vislang.serve.guard import LOOPBACK_NAMES, is_loopback
+    except ImportError as error:
+        raise InputError(f"vislang serve needs the serve extra ({error.name} is missing): "
+                         "pip install 'vislang[serve]'") from None
+    from vislang.search.index import default_index_path
+
+    local = is_loopback(host)
+    if not local and not token:
+        token = secrets.token_urlsafe(24)
+    folder = index_path or default_index_path()
+    app = create_app(folder, model=model, caption_model=caption_model, vqa_model=vqa_model,
+                     backend=backend, precision=precision, token=token, max_pending=max_queue,
+                     hosts=LOOPBACK_NAMES + (host,) if local else None)
+    state = app.state.vislang
+    with stderr.status(f"loading {state.services.index.model_name}..."):
+        state.services.clip()  # fail now, not on the first request, if it cannot load
+    listener = _listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{listener.getsockname()[1]}"
+    stats = state.services.index.stats()
+    stdout.print(f"index {stats['path']}: {stats['files']} files under "
+                 f"{len(stats['roots'])} folder(s), model {stats['model']}", highlight=False)
+    if local:
+        stdout.print(f"open {url}  (this machine only{'; token required' if token else ''})",
+                     highlight=False)
+    else:
+        stdout.print(f"listening on {url}, reachable from other machines: every API request "
+                     f"needs 'Authorization: Bearer {token}'\nopen {url}/?token={token}",
+                     highlight=False)
+    config = uvicorn.Config(app, log_level=os.environ.get("VISLANG_LOG_LEVEL", "warning"),
+                            timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        state.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is one clear error line, not a log record."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror}; pick another "
+                         "--port or --host") from None
+    listener.listen(128)
+    listener.set_inheritable(True)
+    return listener

@@ -1,0 +1,333 @@
+"""The FastAPI app: routes parse and check, a ``WorkQueue`` thread does the work.
+
+    app = create_app("~/.local/share/vislang/index")
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+import vislang
+from vislang import errors
+from vislang.images import load_image
+from vislang.search.index import DB_NAME, Index, Result
+from vislang.serve import schemas
+from vislang.serve.files import BROWSER_TYPES, THUMB_SIZES, Forbidden, NotFound, Roots, Thumbnails
+from vislang.serve.files import render_jpeg
+from vislang.serve.guard import COOKIE, LOOPBACK_NAMES, Guard
+from vislang.serve.limits import Limits
+from vislang.serve.services import Services
+from vislang.serve.work import Busy, WorkQueue
+
+STATIC = Path(__file__).with_name("static")
+METHODS = ("crops", "dense", "relevance")
+PROBLEMS = {code: {"model": schemas.Problem} for code in (403, 404, 413, 422, 503)}
+
+
+def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: str | None = None,
+               vqa_model: str | None = None, backend: str = "auto", precision: str = "auto",
+               limits: Limits = Limits(), token: str | None = None,
+               hosts: tuple[str, ...] | None = LOOPBACK_NAMES, max_pending: int = 16,
+               thumbnails: str | os.PathLike | None = None) -> FastAPI:
+    """The web app over the index at ``index`` (a folder ``vislang index`` wrote).
+
+    ``token``: required on every /api request when given. ``hosts``: the Host names accepted
+    (None: any; the default, the loopback names, suits a server bound to 127.0.0.1).
+    ``max_pending``: model jobs running or waiting before new ones get 503.
+    """
+    services = Services(_open_index(index, model, backend, precision), limits, caption_model,
+                        vqa_model)
+    state = State(services, limits, Roots(services.roots),
+                  Thumbnails(Path(thumbnails) if thumbnails else _thumbnail_dir(), limits.pixels),
+                  WorkQueue("model", 1, max_pending),
+                  WorkQueue("file", min(4, os.cpu_count() or 1), 64), token)
+    app = FastAPI(title="vislang", version=vislang.__version__, openapi_url="/api/openapi.json",
+                  docs_url="/api/docs", redoc_url=None,
+                  description="Search, explain, caption and question the images of one index.")
+    app.state.vislang = state
+    _errors(app)
+    _api(app, state)
+    _files(app, state)
+    _page(app, state)
+    app.add_middleware(Guard, body_limit=limits.body_bytes, token=token, hosts=hosts)
+    return app
+
+
+@dataclass
+class State:
+    services: Services
+    limits: Limits
+    roots: Roots
+    thumbnails: Thumbnails
+    model_queue: WorkQueue
+    file_queue: WorkQueue
+    token: str | None
+
+    def close(self) -> None:
+        self.model_queue.shutdown()
+        self.file_queue.shutdown()
+        self.services.index.close()
+
+
+def _open_index(index, model, backend: str, precision: str) -> Index:
+    if isinstance(index, Index):
+        return index
+    folder = Path(index).expanduser()
+    if not (folder / DB_NAME).is_file():
+        raise errors.InputError(f"no index at {folder}; build one first with vislang index "
+                                f"DIR --index {folder} --model MODEL")
+    return Index.open(folder, model, backend=backend, precision=precision)
+
+
+def _thumbnail_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("VISLANG_CACHE", user_cache_dir("vislang"))) / "thumbnails"
+
+
+# -- errors: one JSON shape, {"error": "..."}, with the status that says whose fault ------------
+STATUS = ((errors.ImageTooLargeError, 413), (errors.ImageLoadError, 422),
+          (errors.InputError, 422), (errors.TokenizeError, 422),
+          (errors.ModelNotFoundError, 503), (errors.UnsupportedModelError, 503),
+          (errors.IndexBusyError, 503), (errors.VislangError, 500))
+
+
+def _problem(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(errors.VislangError)
+    async def vislang_error(_, error: errors.VislangError):
+        return _problem(next(code for kind, code in STATUS if isinstance(error, kind)), str(error))
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_, error: Forbidden):
+        return _problem(403, str(error))
+
+    @app.exception_handler(NotFound)
+    async def not_found(_, error: NotFound):
+        return _problem(404, str(error))
+
+    @app.exception_handler(Busy)
+    async def busy(_, error: Busy):
+        return _problem(503, str(error), {"Retry-After": str(error.retry_after)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_, error: HTTPException):
+        return _problem(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def bug(_, error: Exception):
+        return _problem(500, f"internal error ({type(error).__name__}): {error}")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, error: RequestValidationError):
+        return _problem(422, "; ".join(_describe(e) for e in error.errors()))
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+    given = error.get("input")
+    shown = f" (got {given!r:.60})" if isinstance(given, (str, int, float)) else ""
+    return f"{where}: {error.get('msg', 'invalid')}{shown}"
+
+
+# -- inputs --------------------------------------------------------------------------------------
+@dataclass
+class ImageArg:
+    """An image named by ``path`` (inside the roots) or uploaded as ``file``."""
+
+    path: str | None
+    data: bytes | None
+
+    def load(self, state: State):
+        """(decoded RGB image, cache key or None); runs in a worker thread."""
+        if self.data is not None:
+            return load_image(self.data, max_pixels=state.limits.pixels), None
+        with state.roots.open(self.path) as image:
+            return image.load(state.limits.pixels), (image.real, image.size, image.mtime_ns)
+
+
+async def image_arg(path: str | None = Form(None, max_length=4096, description="An indexed "
+                                             "image: its path as search results give it."),
+                    file: UploadFile | None = File(None, description="Or an uploaded image.")
+                    ) -> ImageArg:
+    if (path is None) == (file is None):
+        raise errors.InputError("give exactly one image: a path from the index or an "
+                                "uploaded file")
+    return ImageArg(path, await file.read() if file is not None else None)
+
+
+def _text(value: str, what: str, limit: int) -> str:
+    value = value.strip()
+    if not value:
+        raise errors.InputError(f"the {what} is empty")
+    if len(value) > limit:
+        raise errors.InputError(f"the {what} is {len(value)} characters, over the limit of "
+                                f"{limit}")
+    return value
+
+
+def _page_of(results: list[Result], query: str | None, k: int, offset: int,
+             more: bool) -> schemas.SearchPage:
+    hits = [schemas.Hit(path=r.path, score=r.score, taken=r.taken,
+                        caption=getattr(r, "caption", None),
+                        thumbnail=f"/api/thumbnail?path={quote(r.path)}&size=256",
+                        image=f"/api/image?path={quote(r.path)}") for r in results]
+    return schemas.SearchPage(query=query, offset=offset, k=k, results=hits, more=more)
+
+
+# -- the API -------------------------------------------------------------------------------------
+def _api(app: FastAPI, state: State) -> None:
+    limits, services, run = state.limits, state.services, state.model_queue.run
+
+    def paging(k: int = Query(20, ge=1, le=limits.k, description="Results per page."),
+               offset: int = Query(0, ge=0, description="Results to skip (paging).")) -> tuple:
+        if offset + k > limits.results:
+            raise errors.InputError(f"offset + k is {offset + k}, over the limit of "
+                                    f"{limits.results} results")
+        return k, offset
+
+    @app.get("/api/search", response_model=schemas.SearchPage, responses=PROBLEMS,
+             tags=["search"])
+    async def search_text(q: str = Query(..., description="What to look for, in words."),
+                          page: tuple = Depends(paging)):
+        """The indexed images that best match a text."""
+        q = _text(q, "query", limits.query_chars)
+        found = await run(services.search, *page, text=q)
+        return _page_of(found.results, q, *page, found.more)
+
+    @app.post("/api/search/image", response_model=schemas.SearchPage, responses=PROBLEMS,
+              tags=["search"])
+    async def search_image(file: UploadFile = File(..., description="The image to match."),
+                           page: tuple = Depends(paging)):
+        """The indexed images that look most like an uploaded one."""
+        data = await file.read()
+        found = await run(lambda: services.search(
+            *page, image=load_image(data, max_pixels=limits.pixels)))
+        return _page_of(found.results, None, *page, found.more)
+
+    @app.get("/api/similar", response_model=schemas.SearchPage, responses=PROBLEMS,
+             tags=["search"])
+    async def similar(path: str = Query(..., max_length=4096, description="An indexed image."),
+                      page: tuple = Depends(paging)):
+        """More like this: the indexed images closest to an indexed one."""
+        def find():
+            with state.roots.open(path) as image:  # confined first: no probing outside roots
+                return services.search(*page, image=image.path)
+        found = await run(find)
+        return _page_of(found.results, None, *page, found.more)
+
+    @app.post("/api/saliency", responses={**PROBLEMS, 200: {"content": {"image/png": {}}}},
+              response_model=schemas.SaliencyOut, tags=["explain"])
+    async def saliency(image: ImageArg = Depends(image_arg),
+                       q: str = Form(..., description="The phrase to find in the image."),
+                       method: Literal["crops", "dense", "relevance"] = Form("dense"),
+                       n_iters: int = Form(100, ge=1, le=limits.crops,
+                                           description="crops: how many crops."),
+                       format: Literal["json", "png"] = Form("json", description="png: the "
+                                                             "overlay alone, stats in headers")):
+        """Where in the image the phrase matches: an overlay (red: better than the whole
+        image) and the raw map's min, max and peak."""
+        q = _text(q, "query", limits.query_chars)
+        out = await run(lambda: services.saliency(image.load(state)[0], q, method, n_iters))
+        png = out.pop("png")
+        if format == "png":
+            return Response(png, media_type="image/png", headers={
+                "X-Saliency-Min": f"{out['min']:.6g}", "X-Saliency-Max": f"{out['max']:.6g}",
+                "X-Saliency-Argmax": f"{out['argmax']['x']},{out['argmax']['y']}"})
+        return {**out, "overlay": "data:image/png;base64," + base64.b64encode(png).decode()}
+
+    @app.post("/api/caption", response_model=schemas.CaptionOut, responses=PROBLEMS,
+              tags=["describe"])
+    async def caption(image: ImageArg = Depends(image_arg)):
+        """A caption written by the BLIP captioning model."""
+        text = await run(lambda: services.caption(*image.load(state)))
+        return {"caption": text, "model": services.caption_model}
+
+    @app.post("/api/ask", response_model=schemas.AnswerOut, responses=PROBLEMS,
+              tags=["describe"])
+    async def ask(image: ImageArg = Depends(image_arg),
+                  question: str = Form(..., description="A question about the image.")):
+        """The BLIP VQA model's answer to a question about the image."""
+        question = _text(question, "question", limits.question_chars)
+        answer = await run(lambda: services.ask(image.load(state)[0], question))
+        return {"question": question, "answer": answer, "model": services.vqa_model}
+
+    @app.post("/api/classify", response_model=schemas.ClassifyOut, responses=PROBLEMS,
+              tags=["describe"])
+    async def classify(image: ImageArg = Depends(image_arg),
+                       labels: str = Form(..., description="Comma-separated: 'cat, dog'.")):
+        """Zero-shot: the probability of each label, typed as words."""
+        names = [_text(label, "label", limits.label_chars) for label in labels.split(",")]
+        if len(names) > limits.labels:
+            raise errors.InputError(f"{len(names)} labels, over the limit of {limits.labels}")
+        predictions = await run(lambda: services.classify(image.load(state)[0], names))
+        return {"predictions": predictions, "model": services.index.model_name}
+
+    @app.get("/api/status", response_model=schemas.StatusOut, tags=["index"])
+    async def status():
+        """The index (roots, counts, models), the models in use, the limits, the queues."""
+        out = await state.file_queue.run(services.status)
+        queues = {q.name: {"workers": q.workers, "pending": q.pending,
+                           "max_pending": q.max_pending}
+                  for q in (state.model_queue, state.file_queue)}
+        return {**out, "limits": limits.as_dict(), "queues": queues,
+                "auth": state.token is not None}
+
+
+# -- images from the roots -----------------------------------------------------------------------
+def _files(app: FastAPI, state: State) -> None:
+    run = state.file_queue.run
+    image_only = {200: {"content": {"image/jpeg": {}, "image/png": {}}}, **PROBLEMS}
+
+    @app.get("/api/thumbnail", response_class=Response, responses=image_only, tags=["images"])
+    async def thumbnail(path: str = Query(..., max_length=4096),
+                        size: Literal[tuple(THUMB_SIZES)] = Query(256)):  # type: ignore[valid-type]
+        """A JPEG thumbnail (EXIF-rotated, cached) of an image inside the index's folders."""
+        def make() -> bytes:
+            with state.roots.open(path) as image:
+                return state.thumbnails.get(image, size)
+        return Response(await run(make), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/image", response_class=Response, responses=image_only, tags=["images"])
+    async def image(path: str = Query(..., max_length=4096)):
+        """The image itself; formats browsers cannot show (HEIC, TIFF) as a JPEG rendition."""
+        def read() -> tuple[bytes, str]:
+            with state.roots.open(path) as found:
+                kind = BROWSER_TYPES.get(os.path.splitext(found.real)[1].lower())
+                if kind:
+                    return found.file.read(), kind
+                return render_jpeg(found.load(state.limits.pixels), 2048), "image/jpeg"
+        data, kind = await run(read)
+        return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=60"})
+
+
+# -- the web page --------------------------------------------------------------------------------
+def _page(app: FastAPI, state: State) -> None:
+    @app.get("/", include_in_schema=False)
+    async def page(request: Request):
+        given = request.query_params.get("token")
+        if given is not None and state.token is not None:
+            # Trade the token in the address for a cookie, and drop it from the address bar.
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
+            return response
+        return Response((STATIC / "index.html").read_bytes(), media_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

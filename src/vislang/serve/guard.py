@@ -1,0 +1,113 @@
+"""Who may talk to the server, and how much they may send.
+
+- Bound to loopback, the server answers only requests whose Host header names the loopback
+  (``localhost``, ``127.0.0.1``, ``[::1]``): a web page elsewhere that points its own domain at
+  127.0.0.1 (DNS rebinding) cannot read the API through the user's browser.
+- With a token (required when bound elsewhere), every ``/api`` request carries it, as
+  ``Authorization: Bearer TOKEN`` or as the cookie the page sets when opened at ``/?token=``.
+- Request bodies are counted as they arrive, so an upload over the limit is refused without
+  being held in memory or on disk, Content-Length or not.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+COOKIE = "vislang_token"
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """``example.org:8000`` -> ``example.org``; ``[::1]:8000`` -> ``::1``."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class BodyTooLarge(HTTPException):
+    # An HTTPException so that FastAPI's form parsing passes it on instead of turning it
+    # into "400 error parsing the body".
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is over the limit of {limit:,} bytes; send a "
+                              "smaller image (or shrink it first)")
+
+
+async def _send_json(send: Send, status: int, message: str, headers: Iterable = ()) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Host check, token check and body limit, before any route runs."""
+
+    def __init__(self, app: ASGIApp, body_limit: int, token: str | None = None,
+                 hosts: Iterable[str] | None = LOOPBACK_NAMES):
+        self.app, self.body_limit, self.token = app, body_limit, token
+        self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        if self.hosts is not None and host_name(headers.get("host", "")).lower() not in self.hosts:
+            return await _send_json(send, 421, "this server answers only requests addressed "
+                                    "to the loopback (http://127.0.0.1:PORT or localhost)")
+        if self.token and scope["path"].startswith("/api/") and not self._authorised(headers):
+            return await _send_json(send, 401, "this server needs a token: send "
+                                    "'Authorization: Bearer TOKEN', or open the page at "
+                                    "/?token=TOKEN (printed when the server started)",
+                                    [(b"www-authenticate", b"Bearer")])
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.body_limit):
+            if not length.isdigit():
+                return await _send_json(send, 400, f"bad Content-Length {length!r}")
+            return await _send_json(send, 413, BodyTooLarge(self.body_limit).detail)
+        await self.app(scope, self._counting(receive), send)
+
+    def _authorised(self, headers: Headers) -> bool:
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            given = _cookie(headers.get("cookie", ""), COOKIE) or ""
+        return secrets.compare_digest(given.strip().encode(), self.token.encode())
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.body_limit:
+                    raise BodyTooLarge(self.body_limit)
+            return message
+
+        return counted
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,78 @@
+"""The JSON shapes of the API: what the OpenAPI document promises a client."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    error: str = Field(description="What was wrong and what to do, in one sentence.")
+
+
+class Hit(BaseModel):
+    path: str = Field(description="The file's absolute path, as the index stores it.")
+    score: float = Field(description="Cosine similarity to the query.")
+    taken: float | None = Field(None, description="EXIF capture time, else mtime (unix s).")
+    caption: str | None = Field(None, description="The caption stored in the index, if any.")
+    thumbnail: str = Field(description="URL of a JPEG thumbnail (256 px).")
+    image: str = Field(description="URL of the full image.")
+
+
+class SearchPage(BaseModel):
+    query: str | None = Field(description="The text query; null for an image query.")
+    offset: int
+    k: int
+    results: list[Hit]
+    more: bool = Field(description="Whether a next page (offset + k) has results.")
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+class SaliencyOut(BaseModel):
+    query: str
+    method: str
+    width: int = Field(description="The map's width: the image, shrunk to the size limit.")
+    height: int
+    min: float
+    max: float
+    argmax: Point = Field(description="Where the phrase matches best, in map pixels.")
+    seconds: float
+    overlay: str = Field(description="The overlay as a data: URL (PNG).")
+
+
+class CaptionOut(BaseModel):
+    caption: str
+    model: str
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str
+    model: str
+
+
+class Prediction(BaseModel):
+    label: str
+    prob: float
+
+
+class ClassifyOut(BaseModel):
+    predictions: list[Prediction] = Field(description="Every label, most likely first.")
+    model: str | None
+
+
+class Queue(BaseModel):
+    workers: int
+    pending: int
+    max_pending: int
+
+
+class StatusOut(BaseModel):
+    index: dict
+    models: dict[str, str | None]
+    limits: dict[str, int]
+    queues: dict[str, Queue]
+    auth: bool = Field(description="Whether requests need a token.")

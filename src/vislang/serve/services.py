@@ -1,0 +1,130 @@
+"""The capabilities the server offers, over one index and models loaded once.
+
+Everything here is blocking and runs in a ``WorkQueue`` thread, never on the event loop. The
+compute queue has one worker (torch already spreads one call over the cores), so the index
+and the models are used by one thread at a time; ``lock`` covers the rest (the roots read by
+file requests).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PIL import Image
+
+from vislang.search.index import Index, Result
+from vislang.serve.limits import Limits
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[Result]
+    more: bool  # whether a next page exists
+
+
+class _Lru(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class Services:
+    def __init__(self, index: Index, limits: Limits, caption_model: str | None = None,
+                 vqa_model: str | None = None):
+        from vislang.captioning import DEFAULT_CAPTION_MODEL, DEFAULT_VQA_MODEL
+
+        self.index, self.limits = index, limits
+        self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
+        self.vqa_model = vqa_model or DEFAULT_VQA_MODEL
+        self.lock = threading.RLock()
+        self._blips: dict[str, object] = {}
+        self._classifiers = _Lru(32)  # label lists a client repeats: their text embeddings
+        self._captions = _Lru(4096)  # (file, size, mtime) -> caption: re-opening is free
+
+    # -- models, loaded on first use and shared ---------------------------------------------------
+    def clip(self):
+        with self.lock:
+            return self.index.model("latency")
+
+    def blip(self, name: str):
+        with self.lock:
+            if name not in self._blips:
+                from vislang.models.blip import load_blip
+
+                self._blips[name] = load_blip(name)
+            return self._blips[name]
+
+    def roots(self) -> list[str]:
+        with self.lock:
+            return self.index.store.roots()
+
+    # -- capabilities ------------------------------------------------------------------------------
+    def search(self, k: int, offset: int, text: str | None = None, image=None) -> Page:
+        """One page of results; one more is asked for to know whether a next page exists."""
+        with self.lock:
+            results = self.index.search(text=text, image=image, k=offset + k + 1)
+        return Page(results[offset:offset + k], len(results) > offset + k)
+
+    def saliency(self, picture: Image.Image, query: str, method: str, n_iters: int) -> dict:
+        from vislang.explain import saliency
+
+        picture = _shrunk(picture, self.limits.saliency_side)
+        # crops: the seed's 50 px smallest crop, scaled down for small images (64 px -> 24 px)
+        options = {"crops": dict(n_iters=n_iters, min_crop=min(50, min(picture.size) * 3 // 8),
+                                 seed=0, contrast=True)}.get(method, {})
+        started = time.perf_counter()
+        smap = saliency(self.clip(), picture, query, method, **options)
+        seconds = time.perf_counter() - started
+        png = io.BytesIO()
+        smap.overlay().save(png, "PNG")
+        return {"query": smap.query, "method": method, "width": picture.width,
+                "height": picture.height, **smap.stats(), "seconds": round(seconds, 3),
+                "png": png.getvalue()}
+
+    def caption(self, picture: Image.Image, key: tuple | None = None) -> str:
+        from vislang.captioning import caption
+
+        if key is not None and key in self._captions:
+            return self._captions[key]
+        text = caption([picture], model=self.blip(self.caption_model))[0]
+        return self._captions.put(key, text) if key is not None else text
+
+    def ask(self, picture: Image.Image, question: str) -> str:
+        from vislang.captioning import ask
+
+        return ask(picture, question, model=self.blip(self.vqa_model))
+
+    def classify(self, picture: Image.Image, labels: list[str]) -> list[dict]:
+        from vislang.zeroshot import Classifier
+
+        key = tuple(labels)
+        classifier = self._classifiers.get(key) or self._classifiers.put(
+            key, Classifier(self.clip(), labels))
+        (predictions,) = classifier.predict([picture], top_k=len(labels))
+        return [{"label": p.label, "prob": p.prob} for p in predictions]
+
+    def status(self) -> dict:
+        with self.lock:
+            stats = self.index.stats()
+        return {"index": stats, "models": {"search": self.index.model_name,
+                                           "caption": self.caption_model, "vqa": self.vqa_model}}
+
+
+def _shrunk(picture: Image.Image, side: int) -> Image.Image:
+    # Saliency cost and the overlay's size grow with pixels; the model sees 224 px anyway.
+    if max(picture.size) <= side:
+        return picture
+    picture = picture.copy()
+    picture.thumbnail((side, side))
+    return picture
