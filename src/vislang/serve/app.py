@@ -26,7 +26,7 @@ from vislang.search.index import DB_NAME, Index, Result
 from vislang.serve import schemas
 from vislang.serve.files import BROWSER_TYPES, THUMB_SIZES, Forbidden, NotFound, Roots, Thumbnails
 from vislang.serve.files import render_jpeg
-from vislang.serve.guard import COOKIE, LOOPBACK_NAMES, Guard
+from vislang.serve.guard import COOKIE, LOOPBACK_NAMES, Guard, UploadTooLarge
 from vislang.serve.limits import Limits
 from vislang.serve.services import Services
 from vislang.serve.work import Busy, WorkQueue
@@ -61,7 +61,7 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
     _api(app, state)
     _files(app, state)
     _page(app, state)
-    app.add_middleware(Guard, body_limit=limits.body_bytes, token=token, hosts=hosts)
+    app.add_middleware(Guard, upload_limit=limits.upload_bytes, token=token, hosts=hosts)
     return app
 
 
@@ -152,23 +152,45 @@ class ImageArg:
 
     path: str | None
     data: bytes | None
+    name: str = "upload"
 
     def load(self, state: State):
         """(decoded RGB image, cache key or None); runs in a worker thread."""
         if self.data is not None:
-            return load_image(self.data, max_pixels=state.limits.pixels), None
+            return load_upload(self.data, self.name, state.limits.pixels), None
         with state.roots.open(self.path) as image:
             return image.load(state.limits.pixels), (image.real, image.size, image.mtime_ns)
 
 
-async def image_arg(path: str | None = Form(None, max_length=4096, description="An indexed "
-                                             "image: its path as search results give it."),
-                    file: UploadFile | None = File(None, description="Or an uploaded image.")
-                    ) -> ImageArg:
-    if (path is None) == (file is None):
-        raise errors.InputError("give exactly one image: a path from the index or an "
-                                "uploaded file")
-    return ImageArg(path, await file.read() if file is not None else None)
+def load_upload(data: bytes, name: str, max_pixels: int):
+    try:
+        return load_image(data, max_pixels=max_pixels)
+    except errors.ImageLoadError as error:  # name the upload, not "<bytes>"
+        raise type(error)(f"the uploaded {name}", error.reason) from None
+
+
+async def read_upload(file: UploadFile, limits: Limits) -> bytes:
+    # The guard bounds the whole body; this bounds the image itself, as documented.
+    data = await file.read(limits.upload_bytes + 1)
+    if len(data) > limits.upload_bytes:
+        raise UploadTooLarge(limits.upload_bytes)
+    return data
+
+
+def image_input(limits: Limits):
+    """The dependency that reads an image argument: a form field ``path`` or ``file``."""
+    async def image_arg(path: str | None = Form(None, max_length=4096, description="An "
+                                                 "indexed image: its path as results give it."),
+                        file: UploadFile | None = File(None, description="Or an uploaded "
+                                                       "image.")) -> ImageArg:
+        if (path is None) == (file is None):
+            raise errors.InputError("give exactly one image: a path from the index or an "
+                                    "uploaded file")
+        if file is None:
+            return ImageArg(path, None)
+        return ImageArg(None, await read_upload(file, limits), file.filename or "upload")
+
+    return image_arg
 
 
 def _text(value: str, what: str, limit: int) -> str:
@@ -193,6 +215,7 @@ def _page_of(results: list[Result], query: str | None, k: int, offset: int,
 # -- the API -------------------------------------------------------------------------------------
 def _api(app: FastAPI, state: State) -> None:
     limits, services, run = state.limits, state.services, state.model_queue.run
+    image_arg = image_input(limits)
 
     def paging(k: int = Query(20, ge=1, le=limits.k, description="Results per page."),
                offset: int = Query(0, ge=0, description="Results to skip (paging).")) -> tuple:
@@ -215,9 +238,9 @@ def _api(app: FastAPI, state: State) -> None:
     async def search_image(file: UploadFile = File(..., description="The image to match."),
                            page: tuple = Depends(paging)):
         """The indexed images that look most like an uploaded one."""
-        data = await file.read()
+        data = await read_upload(file, limits)
         found = await run(lambda: services.search(
-            *page, image=load_image(data, max_pixels=limits.pixels)))
+            *page, image=load_upload(data, file.filename or "upload", limits.pixels)))
         return _page_of(found.results, None, *page, found.more)
 
     @app.get("/api/similar", response_model=schemas.SearchPage, responses=PROBLEMS,
@@ -296,8 +319,12 @@ def _files(app: FastAPI, state: State) -> None:
 
     @app.get("/api/thumbnail", response_class=Response, responses=image_only, tags=["images"])
     async def thumbnail(path: str = Query(..., max_length=4096),
-                        size: Literal[tuple(THUMB_SIZES)] = Query(256)):  # type: ignore[valid-type]
+                        size: int = Query(256, description="Longest side: one of "
+                                          f"{', '.join(map(str, THUMB_SIZES))}.")):
         """A JPEG thumbnail (EXIF-rotated, cached) of an image inside the index's folders."""
+        if size not in THUMB_SIZES:  # a few sizes only: the cache stays small
+            raise errors.InputError(f"size must be one of {', '.join(map(str, THUMB_SIZES))}, "
+                                    f"not {size}")
         def make() -> bytes:
             with state.roots.open(path) as image:
                 return state.thumbnails.get(image, size)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 COOKIE = "vislang_token"
+FORM_SLACK = 64 * 1024  # a body holds the upload plus the other form fields and framing
 
 
 def is_loopback(host: str) -> bool:
@@ -41,11 +42,11 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-class BodyTooLarge(HTTPException):
+class UploadTooLarge(HTTPException):
     # An HTTPException so that FastAPI's form parsing passes it on instead of turning it
     # into "400 error parsing the body".
     def __init__(self, limit: int):
-        super().__init__(413, f"the request body is over the limit of {limit:,} bytes; send a "
+        super().__init__(413, f"the upload is over the limit of {limit:,} bytes; send a "
                               "smaller image (or shrink it first)")
 
 
@@ -60,9 +61,10 @@ async def _send_json(send: Send, status: int, message: str, headers: Iterable = 
 class Guard:
     """Host check, token check and body limit, before any route runs."""
 
-    def __init__(self, app: ASGIApp, body_limit: int, token: str | None = None,
+    def __init__(self, app: ASGIApp, upload_limit: int, token: str | None = None,
                  hosts: Iterable[str] | None = LOOPBACK_NAMES):
-        self.app, self.body_limit, self.token = app, body_limit, token
+        self.app, self.upload_limit, self.token = app, upload_limit, token
+        self.body_limit = upload_limit + FORM_SLACK
         self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,7 +83,7 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > self.body_limit):
             if not length.isdigit():
                 return await _send_json(send, 400, f"bad Content-Length {length!r}")
-            return await _send_json(send, 413, BodyTooLarge(self.body_limit).detail)
+            return await _send_json(send, 413, UploadTooLarge(self.upload_limit).detail)
         await self.app(scope, self._counting(receive), send)
 
     def _authorised(self, headers: Headers) -> bool:
@@ -99,7 +101,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.body_limit:
-                    raise BodyTooLarge(self.body_limit)
+                    raise UploadTooLarge(self.upload_limit)
             return message
 
         return counted

@@ -21,10 +21,5 @@ class Limits:
     saliency_side: int = 768  # saliency runs on the image shrunk to this longest side
     crops: int = 500  # saliency method crops: most crops per request
 
-    @property
-    def body_bytes(self) -> int:
-        """A request body: the upload plus room for the other form fields and framing."""
-        return self.upload_bytes + 64 * 1024
-
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

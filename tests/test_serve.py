@@ -1,0 +1,491 @@
+"""vislang serve, through its HTTP API: right answers, every limit, no way out of the roots."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import subprocess
+import threading
+
+import pytest
+from PIL import Image
+
+from serve_gallery import CAPTION_MODEL, VQA_MODEL, Gallery, build  # skips without fastapi
+
+from conftest import VISLANG
+from fastapi.testclient import TestClient
+from vislang.serve import Limits, create_app
+
+LOOPBACK = "http://127.0.0.1"  # the loopback server refuses other Host names
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Gallery:
+    return build(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def app(gallery, tmp_path_factory):
+    app = create_app(gallery.index, caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
+                     thumbnails=tmp_path_factory.mktemp("thumbs"))
+    yield app
+    app.state.vislang.close()
+
+
+@pytest.fixture(scope="module")
+def client(app) -> TestClient:
+    return TestClient(app, base_url=LOOPBACK)
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+def paths(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [hit["path"] for hit in response.json()["results"]]
+
+
+# -- answers -------------------------------------------------------------------------------------
+def test_text_search_ranks_the_described_scene_first(client, gallery):
+    wanted = list(gallery.unique().items())[:8]
+    hits = 0
+    for path, caption in wanted:
+        page = client.get("/api/search", params={"q": caption, "k": 5}).json()
+        scores = [hit["score"] for hit in page["results"]]
+        assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+        top = page["results"][0]
+        hits += gallery.scenes[top["path"]].caption == caption
+        # The grid's links lead to this very file.
+        assert client.get(top["thumbnail"]).headers["content-type"] == "image/jpeg"
+        assert client.get(top["image"]).content == open(top["path"], "rb").read()
+    assert hits >= 7
+
+
+def test_pages_join_up_to_one_long_list_and_say_when_they_end(client, gallery):
+    query = {"q": "a red circle and a blue square"}
+    whole = paths(client.get("/api/search", params={**query, "k": 15}))
+    pages = [client.get("/api/search", params={**query, "k": 5, "offset": o}).json()
+             for o in (0, 5, 10)]
+    assert [h["path"] for p in pages for h in p["results"]] == whole
+    assert all(p["more"] for p in pages)
+    last = client.get("/api/search", params={**query, "k": 20, "offset": 30}).json()
+    assert len(last["results"]) == len(gallery.scenes) - 30 and last["more"] is False
+
+
+def test_an_uploaded_image_finds_itself_first(client, gallery):
+    path = sorted(gallery.scenes)[11]
+    response = client.post("/api/search/image", params={"k": 3},
+                           files={"file": ("mine.png", open(path, "rb").read(), "image/png")})
+    assert paths(response)[0] == path
+    assert response.json()["results"][0]["score"] > 0.999 and response.json()["query"] is None
+
+
+def test_more_like_this_starts_with_the_image_then_its_kind(client, gallery):
+    path = sorted(gallery.scenes)[5]
+    found = paths(client.get("/api/similar", params={"path": path, "k": 4}))
+    assert found[0] == path
+    # The next ones share at least one object (colour and shape) with it.
+    kinds = lambda p: {(o.colour, o.shape) for o in gallery.scenes[p].objects}  # noqa: E731
+    assert all(kinds(p) & kinds(path) for p in found[1:3])
+
+
+def pointing_scenes(gallery: Gallery, n: int) -> list[tuple[str, object]]:
+    """Scenes with two different objects that do not overlap: (path, the object to find)."""
+    chosen = []
+    for path, scene in sorted(gallery.scenes.items()):
+        a, b = scene.objects
+        apart = a.box[2] <= b.box[0] or b.box[2] <= a.box[0] or a.box[3] <= b.box[1] \
+            or b.box[3] <= a.box[1]
+        if (a.colour, a.shape) != (b.colour, b.shape) and apart:
+            chosen.append((path, a))
+    return chosen[:n]
+
+
+def test_saliency_points_at_the_object_named(client, gallery):
+    inside = 0
+    scenes = pointing_scenes(gallery, 6)
+    for path, target in scenes:
+        out = client.post("/api/saliency", data={"path": path, "method": "dense",
+                                                 "q": f"a {target.colour} {target.shape}"})
+        assert out.status_code == 200, out.text
+        out = out.json()
+        assert (out["width"], out["height"]) == (64, 64) and out["min"] <= out["max"]
+        overlay = Image.open(io.BytesIO(__import__("base64").b64decode(
+            out["overlay"].split(",", 1)[1])))
+        assert overlay.format == "PNG" and overlay.size == (64, 64)
+        x0, y0, x1, y1 = target.box
+        inside += x0 <= out["argmax"]["x"] < x1 and y0 <= out["argmax"]["y"] < y1
+    assert inside >= len(scenes) - 1
+
+
+@pytest.mark.parametrize("method", ["crops", "relevance"])
+def test_every_saliency_method_answers_an_uploaded_image_as_png(client, gallery, method):
+    path, target = pointing_scenes(gallery, 1)[0]
+    response = client.post("/api/saliency", files={"file": open(path, "rb").read()},
+                           data={"q": f"a {target.colour} {target.shape}", "method": method,
+                                 "n_iters": "40", "format": "png"})
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (64, 64)
+    x, y = map(int, response.headers["x-saliency-argmax"].split(","))
+    assert 0 <= x < 64 and 0 <= y < 64
+    assert float(response.headers["x-saliency-min"]) <= float(response.headers["x-saliency-max"])
+
+
+def test_captions_describe_the_scene(client, gallery):
+    chosen = sorted(gallery.scenes)[:4]
+    right = 0
+    for path in chosen:
+        out = client.post("/api/caption", data={"path": path}).json()
+        right += out["caption"] == gallery.scenes[path].caption
+        assert out["model"] == CAPTION_MODEL
+    assert right >= 3
+    upload = client.post("/api/caption", files={"file": open(chosen[0], "rb").read()}).json()
+    assert upload["caption"] == client.post("/api/caption", data={"path": chosen[0]}).json()[
+        "caption"]
+
+
+def test_questions_get_the_right_answers(client, gallery):
+    asked = right = 0
+    for path, scene in sorted(gallery.scenes.items())[:4]:
+        for qa in [q for q in scene.qa if q.kind in ("count", "colour")][:2]:
+            out = client.post("/api/ask", data={"path": path, "question": qa.question}).json()
+            asked, right = asked + 1, right + (out["answer"] == qa.answer)
+    assert right >= asked - 1
+
+
+def test_classify_puts_the_true_label_first(client, gallery):
+    path, scene = sorted(gallery.scenes.items())[2]
+    truth = f"{scene.objects[0].colour} {scene.objects[0].shape}"
+    others = [f"{c} {s}" for c in ("red", "green") for s in ("circle", "square")]
+    labels = [truth] + [label for label in others if label not in
+                        {f"{o.colour} {o.shape}" for o in scene.objects}]
+    out = client.post("/api/classify", data={"path": path, "labels": ", ".join(labels)}).json()
+    names = [p["label"] for p in out["predictions"]]
+    assert names[0] == truth and sorted(names) == sorted(labels)
+    assert abs(sum(p["prob"] for p in out["predictions"]) - 1) < 1e-4
+
+
+def test_status_describes_the_index(client, gallery):
+    out = client.get("/api/status").json()
+    assert out["index"]["roots"] == [str(gallery.root)]
+    assert out["index"]["files"] == len(gallery.scenes)
+    assert out["models"] == {"search": "shapes-clip", "caption": CAPTION_MODEL,
+                             "vqa": VQA_MODEL}
+    assert out["limits"]["k"] == 100 and out["auth"] is False
+
+
+def test_the_openapi_document_lists_every_operation(client):
+    spec = client.get("/api/openapi.json").json()
+    assert {"/api/search", "/api/search/image", "/api/similar", "/api/saliency", "/api/caption",
+            "/api/ask", "/api/classify", "/api/status", "/api/thumbnail",
+            "/api/image"} <= set(spec["paths"])
+
+
+def test_the_page_and_its_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+
+
+# -- thumbnails ----------------------------------------------------------------------------------
+def test_thumbnails_are_rotated_by_exif_shrunk_and_cached(client, gallery, app):
+    photo = Image.new("RGB", (400, 200), "white")
+    photo.paste((255, 0, 0), (0, 0, 200, 200))  # the left half is red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: rotate 90 degrees clockwise to view
+    path = gallery.root / "sideways.jpg"
+    photo.save(path, exif=exif)
+    response = client.get("/api/thumbnail", params={"path": str(path), "size": 128})
+    thumb = Image.open(io.BytesIO(response.content))
+    assert thumb.format == "JPEG" and thumb.size == (64, 128)  # upright, within 128
+    assert thumb.getpixel((32, 10))[0] > 200 > thumb.getpixel((32, 10))[1]  # red on top
+    assert thumb.getpixel((32, 120))[1] > 200  # white below
+    cached = list(app.state.vislang.thumbnails.folder.rglob("*.jpg"))
+    assert any(p.read_bytes() == response.content for p in cached)
+    again = client.get("/api/thumbnail", params={"path": str(path), "size": 128})
+    assert again.content == response.content
+    # A changed file is a new thumbnail, not the cached one.
+    Image.new("RGB", (30, 30), "blue").save(path)
+    fresh = Image.open(io.BytesIO(client.get(
+        "/api/thumbnail", params={"path": str(path), "size": 128}).content))
+    assert fresh.size == (30, 30)
+    path.unlink()
+
+
+def test_an_unreadable_image_in_a_root_is_a_clear_422(client, gallery):
+    bad = gallery.root / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    response = client.get("/api/thumbnail", params={"path": str(bad)})
+    assert response.status_code == 422 and str(bad) in response.json()["error"]
+    bad.unlink()
+
+
+# -- nothing outside the roots -------------------------------------------------------------------
+def escape_routes(gallery: Gallery) -> list[str]:
+    secret = gallery.outside / "secret.png"
+    (gallery.root / "link-out.png").unlink(missing_ok=True)
+    (gallery.root / "link-out.png").symlink_to(secret)
+    if not (gallery.root / "dir-out").exists():
+        (gallery.root / "dir-out").symlink_to(gallery.outside, target_is_directory=True)
+    (gallery.root / "notes.txt").write_text("not an image")
+    relative = os.path.relpath(secret, os.getcwd())
+    return [f"{gallery.root}/../private/secret.png",  # ..
+            str(secret),  # absolute
+            f"{gallery.root}/link-out.png",  # a link to a file outside
+            f"{gallery.root}/dir-out/secret.png",  # a link to a folder outside
+            f"{gallery.root}/dir-out/../../private/secret.png",
+            relative, "../private/secret.png", "/etc/passwd",
+            f"{gallery.root}/notes.txt",  # inside, but not an image
+            f"{gallery.root}/../private/secret.txt",
+            f"{gallery.root}/%2e%2e/private/secret.png",  # encoded twice: stays literal
+            f"{gallery.root}/scene-0000.png\x00/../../private/secret.png",
+            f"{gallery.root}x/../private/secret.png"]
+
+
+def test_no_request_reads_a_file_outside_the_roots(client, gallery):
+    secret_bytes = (gallery.outside / "secret.png").read_bytes()
+    calls = [lambda p: client.get("/api/thumbnail", params={"path": p}),
+             lambda p: client.get("/api/image", params={"path": p}),
+             lambda p: client.get("/api/similar", params={"path": p}),
+             lambda p: client.post("/api/caption", data={"path": p}),
+             lambda p: client.post("/api/ask", data={"path": p, "question": "what is it?"}),
+             lambda p: client.post("/api/classify", data={"path": p, "labels": "a, b"}),
+             lambda p: client.post("/api/saliency", data={"path": p, "q": "a red circle"})]
+    for path in escape_routes(gallery):
+        for call in calls:
+            response = call(path)
+            assert response.status_code in (403, 404), (path, response.status_code, response.text)
+            assert secret_bytes not in response.content and b"the secret" not in response.content
+            assert "error" in response.json()
+
+
+def test_url_encoded_traversal_in_the_raw_query_string_is_refused(client, gallery):
+    root = str(gallery.root).replace("/", "%2F")
+    for raw in (f"{root}%2F..%2Fprivate%2Fsecret.png", f"{root}%2F%2e%2e%2Fprivate%2Fsecret.png",
+                "%2Fetc%2Fpasswd", f"{root}%2F%252e%252e%2Fprivate%2Fsecret.png",
+                f"{root}/%2E%2E/%2E%2E/%2E%2E/etc/passwd"):
+        for endpoint in ("thumbnail", "image"):
+            response = client.get(f"/api/{endpoint}?path={raw}")
+            assert response.status_code in (403, 404), (raw, response.text)
+
+
+def test_a_root_that_is_a_link_still_serves_its_own_images(tmp_path, gallery):
+    """Links are resolved on both sides: a root reached through a link is still inside."""
+    from vislang.search import Index
+
+    (tmp_path / "via").symlink_to(gallery.root, target_is_directory=True)
+    with Index.open(tmp_path / "idx", "shapes-clip") as index:
+        index.update([tmp_path / "via"])
+    app = create_app(tmp_path / "idx", thumbnails=tmp_path / "thumbs")
+    client = TestClient(app, base_url=LOOPBACK)
+    top = client.get("/api/search", params={"q": "two red circles", "k": 1}).json()["results"][0]
+    assert top["path"].startswith(str(tmp_path / "via"))
+    assert client.get(top["thumbnail"]).status_code == 200
+    app.state.vislang.close()
+
+
+# -- limits --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tight(gallery, tmp_path_factory) -> TestClient:
+    limits = Limits(upload_bytes=20_000, pixels=100 * 100, query_chars=40, question_chars=30,
+                    k=10, results=30, labels=3, label_chars=12, crops=50)
+    app = create_app(gallery.index, caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
+                     limits=limits, thumbnails=tmp_path_factory.mktemp("thumbs"))
+    yield TestClient(app, base_url=LOOPBACK)
+    app.state.vislang.close()
+
+
+def expect(response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    for word in words:
+        assert word in message, message
+
+
+def test_upload_size_limit(tight):
+    big = png_bytes(Image.effect_noise((120, 90), 60).convert("RGB"))  # ~30 kB, 10.8k px
+    assert len(big) > 20_000
+    expect(tight.post("/api/search/image", files={"file": big}), 413, "20,000")
+    # Without a Content-Length (chunked), the body is counted as it arrives: a body far over
+    # the limit is cut off by the guard before the form parser has it all.
+    body = b"".join([b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n"
+                     b"\r\n", os.urandom(200_000), b"\r\n--x--\r\n"])
+    chunks = (body[i:i + 4096] for i in range(0, len(body), 4096))
+    expect(tight.post("/api/search/image", content=chunks,
+                      headers={"content-type": "multipart/form-data; boundary=x"}), 413)
+
+
+def test_pixel_limit(tight, gallery):
+    expect(tight.post("/api/caption", files={"file": png_bytes(Image.new("RGB", (200, 60)))}),
+           413, "12,000 pixels", "10,000")
+    expect(tight.post("/api/search/image", files={"file": png_bytes(Image.new("RGB", (101, 100)))}),
+           413, "pixels")
+    big = gallery.root / "big.png"
+    Image.new("RGB", (150, 150)).save(big)
+    expect(tight.get("/api/thumbnail", params={"path": str(big)}), 413, "pixels")
+    big.unlink()
+    assert tight.post("/api/caption", files={"file": png_bytes(Image.new("RGB", (100, 100)))}) \
+        .status_code == 200
+
+
+def test_query_and_question_length_limits(tight, gallery):
+    path = sorted(gallery.scenes)[0]
+    expect(tight.get("/api/search", params={"q": "a" * 41}), 422, "41 characters", "40")
+    assert tight.get("/api/search", params={"q": "a red circle " * 3}).status_code == 200
+    expect(tight.get("/api/search", params={"q": "   "}), 422, "empty")
+    expect(tight.post("/api/saliency", data={"path": path, "q": "b" * 41}), 422, "40")
+    expect(tight.post("/api/ask", data={"path": path, "question": "why " * 10}), 422, "30")
+    expect(tight.post("/api/ask", data={"path": path, "question": ""}), 422)
+
+
+def test_k_and_paging_limits(tight):
+    expect(tight.get("/api/search", params={"q": "red", "k": 11}), 422, "k", "10")
+    expect(tight.get("/api/search", params={"q": "red", "k": 0}), 422, "k")
+    expect(tight.get("/api/search", params={"q": "red", "k": "many"}), 422, "k")
+    expect(tight.get("/api/search", params={"q": "red", "k": 10, "offset": 25}), 422, "30")
+    expect(tight.get("/api/search", params={"q": "red", "offset": -1}), 422, "offset")
+    assert len(paths(tight.get("/api/search", params={"q": "red", "k": 10, "offset": 20}))) == 10
+
+
+def test_label_and_crop_limits(tight, gallery):
+    path = sorted(gallery.scenes)[0]
+    expect(tight.post("/api/classify", data={"path": path, "labels": "a, b, c, d"}), 422, "3")
+    expect(tight.post("/api/classify", data={"path": path, "labels": "red, a very long label"}),
+           422, "12")
+    expect(tight.post("/api/classify", data={"path": path, "labels": "red, , blue"}), 422,
+           "empty")
+    expect(tight.post("/api/classify", data={"path": path, "labels": "red"}), 422, "two labels")
+    expect(tight.post("/api/saliency", data={"path": path, "q": "red", "method": "crops",
+                                             "n_iters": "51"}), 422, "n_iters")
+
+
+def test_bad_requests_say_what_is_wrong(client, gallery):
+    path = sorted(gallery.scenes)[0]
+    expect(client.post("/api/caption", data={}), 422, "exactly one image")
+    expect(client.post("/api/caption", data={"path": path},
+                       files={"file": open(path, "rb").read()}), 422, "exactly one image")
+    expect(client.post("/api/caption", files={"file": b"GIF89a nonsense"}), 422,
+           "cannot read image")
+    expect(client.post("/api/search/image", files={"file": b""}), 422, "empty")
+    expect(client.post("/api/saliency", data={"path": path, "q": "red", "method": "magic"}),
+           422, "method")
+    expect(client.get("/api/thumbnail", params={"path": path, "size": 300}), 422, "size")
+    expect(client.get("/api/search"), 422, "q")
+    expect(client.get("/api/thumbnail", params={"path": f"{gallery.root}/missing.png"}), 404,
+           "no image")
+
+
+# -- a burst gets 503 + Retry-After, not a backlog -----------------------------------------------
+def test_a_full_queue_answers_503_with_retry_after(gallery, tmp_path):
+    app = create_app(gallery.index, max_pending=1, thumbnails=tmp_path)
+    client = TestClient(app, base_url=LOOPBACK)
+    release, started = threading.Event(), threading.Event()
+
+    def occupy():  # a slow job holding the one place in the model queue
+        asyncio.run(app.state.vislang.model_queue.run(lambda: (started.set(), release.wait())))
+
+    worker = threading.Thread(target=occupy)
+    worker.start()
+    try:
+        assert started.wait(10)
+        response = client.get("/api/search", params={"q": "two red circles"})
+        assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+        assert "busy" in response.json()["error"]
+        # Images from the roots do not queue behind the models.
+        assert client.get("/api/thumbnail", params={"path": sorted(gallery.scenes)[0]}) \
+            .status_code == 200
+    finally:
+        release.set()
+        worker.join()
+    assert client.get("/api/search", params={"q": "two red circles"}).status_code == 200
+    app.state.vislang.close()
+
+
+# -- who may ask ---------------------------------------------------------------------------------
+def test_a_loopback_server_refuses_other_host_names(client):
+    response = client.get("/api/status", headers={"host": "attacker.example:8000"})
+    assert response.status_code == 421 and "loopback" in response.json()["error"]
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/api/status", headers={"host": host}).status_code == 200
+
+
+def test_a_token_is_needed_on_every_api_request(gallery, tmp_path):
+    app = create_app(gallery.index, token="s3cret-token", hosts=None, thumbnails=tmp_path)
+    client = TestClient(app, base_url="http://photos.example")
+    path = sorted(gallery.scenes)[0]
+    for response in (client.get("/api/status"),
+                     client.get("/api/thumbnail", params={"path": path}),
+                     client.post("/api/caption", data={"path": path}),
+                     client.get("/api/status", headers={"authorization": "Bearer wrong"})):
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert "token" in response.json()["error"]
+    bearer = {"authorization": "Bearer s3cret-token"}
+    assert client.get("/api/status", headers=bearer).json()["auth"] is True
+    assert client.get("/").status_code == 200  # the page itself holds no data
+    # Opening the page with ?token= trades it for a cookie that the page's requests carry.
+    browser = TestClient(app, base_url="http://photos.example")
+    opened = browser.get("/?token=s3cret-token", follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"] == "/"
+    assert "httponly" in opened.headers["set-cookie"].lower()
+    assert browser.get("/api/thumbnail", params={"path": path}).status_code == 200
+    app.state.vislang.close()
+
+
+# -- the command ---------------------------------------------------------------------------------
+def start(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    process = subprocess.Popen([str(VISLANG), "serve", "--port", "0", *args], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("open "):
+            return process, lines
+    process.wait()
+    raise AssertionError(f"vislang serve did not start: {process.stderr.read()}")
+
+
+def test_the_command_serves_on_the_loopback(gallery):
+    import httpx
+
+    process, lines = start("--index", str(gallery.index))
+    try:
+        url = re.search(r"http://\S+", lines[-1]).group(0)
+        assert url.startswith("http://127.0.0.1:") and "this machine only" in lines[-1]
+        assert f"{len(gallery.scenes)} files" in "".join(lines)
+        page = httpx.get(f"{url}/api/search", params={"q": "two red circles", "k": 2})
+        assert page.status_code == 200 and len(page.json()["results"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_command_beyond_the_loopback_makes_and_demands_a_token(gallery):
+    import httpx
+
+    process, lines = start("--index", str(gallery.index), "--host", "0.0.0.0")
+    try:
+        text = "".join(lines)
+        assert "reachable from other machines" in text and "Authorization: Bearer" in text
+        token = re.search(r"\?token=(\S+)", text).group(1)
+        port = re.search(r":(\d+)/\?token", text).group(1)
+        url = f"http://127.0.0.1:{port}/api/status"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_command_fails_in_one_line(tmp_path):
+    result = subprocess.run([str(VISLANG), "serve", "--index", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: no index at") and \
+        len(result.stderr.strip().splitlines()) == 1
