@@ -95,7 +95,7 @@ def _reference(sequences: torch.Tensor, prompt_len: int, eos: int) -> list[list[
 def test_preprocessing_equals_the_blip_image_processor(caption_dir, images):
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(caption_dir))
+    blip = load_blip(str(caption_dir), precision="fp32")
     ours = torch.stack([blip.preprocess(i) for i in images])
     theirs = _processor(caption_dir)(images=images, return_tensors="pt")["pixel_values"]
     assert ours.shape == theirs.shape == (len(images), 3, 32, 32)
@@ -108,7 +108,7 @@ def test_caption_tokens_equal_transformers_generate(caption_dir, images, beams, 
     from vislang.captioning import caption_ids
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(caption_dir))
+    blip = load_blip(str(caption_dir), precision="fp32")
     pixels = torch.stack([blip.preprocess(i) for i in images])
     ours = caption_ids(blip, pixels, prompt, beams=beams, max_tokens=12)
     kwargs, prompt_len = {}, 1
@@ -128,7 +128,7 @@ def test_answer_tokens_equal_transformers_generate(vqa_dir, images, beams):
     from vislang.captioning import answer_ids
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(vqa_dir))
+    blip = load_blip(str(vqa_dir), precision="fp32")
     pixels = torch.stack([blip.preprocess(i) for i in images])
     question = "what color is the circle?"
     ours = answer_ids(blip, pixels, [question] * len(images), beams=beams, max_tokens=10)
@@ -146,7 +146,7 @@ def test_some_sequences_end_early(caption_dir, vqa_dir, images):
     from vislang.captioning import answer_ids, caption_ids
     from vislang.models.blip import load_blip
 
-    cap, vqa = load_blip(str(caption_dir)), load_blip(str(vqa_dir))
+    cap, vqa = load_blip(str(caption_dir), precision="fp32"), load_blip(str(vqa_dir), precision="fp32")
     pixels = torch.stack([cap.preprocess(i) for i in images])
     ended = [ids[-1] == cap.eos_token_id for b in (1, 3)
              for ids in caption_ids(cap, pixels, None, b, 12)]
@@ -160,8 +160,8 @@ def test_public_api_caption_and_ask(caption_dir, vqa_dir, image_files, images):
     from vislang.captioning import answer_ids, caption_ids
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(caption_dir))
-    texts = vislang.caption(image_files, str(caption_dir), prompt="a picture of", batch_size=2)
+    blip = load_blip(str(caption_dir), precision="fp32")
+    texts = vislang.caption(image_files, blip, prompt="a picture of", batch_size=2)
     assert len(texts) == len(image_files) and all(t.startswith("a picture of") for t in texts)
     pixels = torch.stack([blip.preprocess(i) for i in images])
     expected = blip.tokenizer.batch_decode(caption_ids(blip, pixels, "a picture of", 1, 20),
@@ -169,7 +169,7 @@ def test_public_api_caption_and_ask(caption_dir, vqa_dir, image_files, images):
     assert texts == [t.strip() for t in expected]
     assert vislang.caption(image_files[0], blip, beams=2) == vislang.caption([image_files[0]], blip, beams=2)
 
-    vqa = load_blip(str(vqa_dir))
+    vqa = load_blip(str(vqa_dir), precision="fp32")
     answer = vislang.ask(image_files[1], "how many circles?", vqa, beams=3)
     ids = answer_ids(vqa, pixels[1:2], ["how many circles?"], 3, 10)
     assert answer == vqa.tokenizer.decode(ids[0], skip_special_tokens=True).strip()

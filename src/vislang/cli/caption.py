@@ -12,13 +12,19 @@ from vislang.cli.common import JsonOption, existing_files, print_json, stderr, s
 BeamsOption = typer.Option(1, "--beams", help="Beam width (1: greedy decoding).")
 
 
-def _load(name: str, quiet: bool):
+BlipPrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto (bf16 "
+                                   "on CPUs with AMX, fp16 on CUDA, else fp32).")
+BlipBackendOption = typer.Option("auto", "--backend", help="Engine: auto or torch (BLIP runs on "
+                                 "torch).")
+
+
+def _load(name: str, quiet: bool, backend: str, precision: str):
     from vislang.models.blip import load_blip
 
     if quiet or not stderr.is_terminal:
-        return load_blip(name)
+        return load_blip(name, backend, precision)
     with stderr.status(f"loading {name}..."):
-        return load_blip(name)
+        return load_blip(name, backend, precision)
 
 
 def caption(
@@ -30,6 +36,8 @@ def caption(
                                '"a picture of".'),
     beams: int = BeamsOption,
     max_tokens: int = typer.Option(20, "--max-tokens", help="Most tokens to generate."),
+    backend: str = BlipBackendOption,
+    precision: str = BlipPrecisionOption,
     index: bool = typer.Option(False, "--index", help="Caption every image of a search index "
                                "that has no caption by this model yet, and store the captions: "
                                "vislang search then matches their words too."),
@@ -44,14 +52,15 @@ def caption(
             raise InputError("--index takes one index folder, not image files; caption files "
                              "without --index")
         check_settings(beams, max_tokens)
-        return _caption_index(images[0] if images else None, model or DEFAULT_CAPTION_MODEL,
-                              prompt, beams, max_tokens, json_out)
+        folder = _index_folder(images[0] if images else None)
+        blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
+        return _caption_index(folder, blip, prompt, beams, max_tokens, json_out)
     if not images:
         raise InputError("no images given: vislang caption IMAGE... (or --index to caption a "
                          "search index)")
     existing_files(images)
     check_settings(beams, max_tokens)  # bad input fails before model work
-    blip = _load(model or DEFAULT_CAPTION_MODEL, json_out)
+    blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
     texts = run_caption(images, blip, prompt=prompt, beams=beams, max_tokens=max_tokens)
     if json_out:
         print_json([{"path": str(p), "caption": t} for p, t in zip(images, texts)])
@@ -63,18 +72,22 @@ def caption(
     stdout.print(table)
 
 
-def _caption_index(path: Path | None, model: str, prompt: str | None, beams: int,
-                   max_tokens: int, json_out: bool) -> None:
-    from vislang.search import Index
+def _index_folder(path: Path | None) -> Path:
+    from vislang.errors import InputError
     from vislang.search.index import DB_NAME, default_index_path
 
     folder = path.expanduser() if path else default_index_path()
     if not (folder / DB_NAME).is_file():
-        from vislang.errors import InputError
-
         raise InputError(f"no search index at {folder}; build one with vislang index DIR")
+    return folder
+
+
+def _caption_index(folder: Path, blip, prompt: str | None, beams: int, max_tokens: int,
+                   json_out: bool) -> None:
+    from vislang.search import Index
+
     with Index.open(folder) as idx:
-        summary = idx.caption(_load(model, json_out), prompt, beams, max_tokens,
+        summary = idx.caption(blip, prompt, beams, max_tokens,
                               progress=not json_out)
         total = idx.store.caption_count()
     if json_out:
@@ -92,6 +105,8 @@ def ask(
                               "directory. Default: Salesforce/blip-vqa-base."),
     beams: int = BeamsOption,
     max_tokens: int = typer.Option(10, "--max-tokens", help="Most tokens to generate."),
+    backend: str = BlipBackendOption,
+    precision: str = BlipPrecisionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Answer a question about an image (BLIP visual question answering)."""
@@ -99,7 +114,7 @@ def ask(
 
     existing_files([image])
     check_settings(beams, max_tokens)
-    blip = _load(model or DEFAULT_VQA_MODEL, json_out)
+    blip = _load(model or DEFAULT_VQA_MODEL, json_out, backend, precision)
     answer = run_ask(image, question, blip, beams=beams, max_tokens=max_tokens)
     if json_out:
         print_json({"path": str(image), "question": question, "answer": answer})

@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vislang.errors import UnsupportedModelError
+from vislang.errors import InputError, UnsupportedModelError
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
+from vislang.runtime import BACKENDS, EngineChoice, choose
+from vislang.runtime.torch_engine import DTYPES
 
 CAPTION = "caption"
 VQA = "vqa"
@@ -34,25 +36,32 @@ ARCHITECTURES: dict[str, str] = {
 
 
 class TorchBlipEngine:
-    """The three BLIP graphs on the checkpoint's torch modules (fp32, the reference)."""
+    """The three BLIP graphs on the checkpoint's torch modules, in fp32 (the reference) or with
+    the weights cast to bf16 / fp16; logits always come back float32."""
 
-    def __init__(self, weights: Callable[[], torch.nn.Module]):
+    def __init__(self, weights: Callable[[], torch.nn.Module], precision: str = "fp32",
+                 device: str = "cpu"):
         self._weights = weights
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.device = torch.device(device)
 
-    @property
+    @functools.cached_property
     def hf_model(self) -> torch.nn.Module:
-        return self._weights()
+        with torch.inference_mode(False):  # first use may be inside inference_mode
+            return self._weights().to(self.device, dtype=self.dtype)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``float32[N, 3, H, W]`` -> patch embeddings ``[N, P, D]``."""
+        pixel_values = pixel_values.to(self.device, dtype=self.dtype)
         return self.hf_model.vision_model(pixel_values=pixel_values)[0]
 
     def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         image_embeds: torch.Tensor) -> torch.Tensor:
         """Question tokens cross-attending to the image -> ``[N, T, D]`` (VQA checkpoints)."""
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
         return self.hf_model.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask,
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
             encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
             return_dict=False)[0]
 
@@ -65,11 +74,11 @@ class TorchBlipEngine:
         last column. ``attention_mask`` always covers the whole sequence so far.
         """
         out = self.hf_model.text_decoder(
-            input_ids=input_ids, attention_mask=attention_mask,
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
             encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
+            encoder_attention_mask=encoder_attention_mask.to(self.device),
             cache=past, use_cache=True, is_decoder=True, return_dict=True)
-        return out.logits[:, -1, :].float(), out.cache
+        return out.logits[:, -1, :].float().cpu(), out.cache
 
     @staticmethod
     def reorder(past: Any, index: torch.Tensor) -> Any:
@@ -83,14 +92,17 @@ class BlipModel:
 
     def __init__(self, checkpoint: Checkpoint, config, task: str,
                  weights: Callable[[], torch.nn.Module],
-                 transform: Callable[[], ImageTransform], tokenizer):
+                 transform: Callable[[], ImageTransform], tokenizer,
+                 choice: EngineChoice = EngineChoice("torch", "fp32", "the reference"),
+                 device: str = "cpu"):
         self.checkpoint = checkpoint
         self.config = config
         self.task = task
         self._transform = transform
         self.tokenizer = tokenizer
         self._weights = weights
-        self.engine = TorchBlipEngine(weights)
+        self.engine_choice = choice
+        self.engine = TorchBlipEngine(weights, choice.precision, device)
         text = config.text_config
         self.bos_token_id: int = text.bos_token_id  # [DEC]: starts every decoded sequence
         self.eos_token_id: int = text.sep_token_id  # [SEP]: BLIP's decoder ends with it
@@ -106,8 +118,8 @@ class BlipModel:
 
     @property
     def hf_model(self) -> torch.nn.Module:
-        """The transformers model, loaded on first use."""
-        return self._weights()
+        """The transformers model the engine runs (in its precision), loaded on first use."""
+        return self.engine.hf_model
 
     @functools.cached_property
     def generation_defaults(self) -> dict:
@@ -121,7 +133,8 @@ class BlipModel:
                 "early_stopping": gen.early_stopping}
 
     def __repr__(self) -> str:
-        return f"BlipModel({self.model_key!r}, task={self.task!r})"
+        return (f"BlipModel({self.model_key!r}, task={self.task!r}, "
+                f"engine={self.engine_choice.backend}/{self.engine_choice.precision})")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> ``float32[3, H, W]``, equal to the checkpoint's BlipImageProcessor."""
@@ -138,15 +151,33 @@ class BlipModel:
                 f"checkpoint; use it with {hint}, or pass another --model")
 
 
-def load_blip(name_or_path: str) -> BlipModel:
+def load_blip(name_or_path: str, backend: str = "auto", precision: str = "auto",
+              device: str = "cpu") -> BlipModel:
     """Load a BLIP captioning or VQA checkpoint: an alias (``blip-caption``, ``blip-vqa``), a
-    hub id, or a save_pretrained directory. Weights load on first use."""
+    hub id, or a save_pretrained directory. Weights load on first use.
+
+    BLIP runs on torch; ``precision="auto"`` is bf16 on CPUs with AMX matrix units and fp16 on
+    CUDA (bench/blip.py: the same answers on the shapes BLIPs), fp32 elsewhere.
+    """
+    choice = _choose(backend, precision, device)
     checkpoint = locate(name_or_path)
     config, task = _load_config(checkpoint)
     return BlipModel(checkpoint, config, task,
                      functools.cache(lambda: _load_hf_model(checkpoint, task)),
                      functools.partial(_load_transform, checkpoint, config),
-                     _load_tokenizer(checkpoint))
+                     _load_tokenizer(checkpoint), choice, device)
+
+
+def _choose(backend: str, precision: str, device: str) -> EngineChoice:
+    if backend not in ("auto", "torch"):
+        if backend not in BACKENDS:
+            raise InputError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+        raise InputError(f"BLIP runs on the torch backend only (no {backend} export of its "
+                         "decoder yet); use --backend torch or auto")
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise InputError(f"BLIP runs in fp32, bf16 or fp16 (where supported), not {precision!r}")
+    choice = choose("torch", precision, device)
+    return EngineChoice("torch", choice.precision, choice.reason)
 
 
 def _load_config(checkpoint: Checkpoint):
