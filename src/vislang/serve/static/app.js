@@ -201,8 +201,7 @@ async function caption(item) {
   $("caption").textContent = "Writing a caption…";
   const out = await detailCall("/api/caption", imageFields(item), null, "");
   if (state.items[state.current] !== item) return;
-  $("caption").textContent = out ? out.caption : "";
-  if (out) $("caption").title = `by ${out.model}`;
+  $("caption").textContent = out ? `${out.caption} (${out.model})` : "";
 }
 
 async function explainImage(item) {
@@ -219,7 +218,8 @@ async function explainImage(item) {
   $("saliency-info").textContent =
     `${out.method}: “${out.query}” matches best at (${out.argmax.x}, ${out.argmax.y}); ` +
     `map ${out.min.toFixed(3)} … ${out.max.toFixed(3)}, ${out.seconds.toFixed(2)} s. ` +
-    "Red: better than the whole image; blue: worse.";
+    (out.min < 0 && out.max > 0 ? "Red: better than the whole image; blue: worse."
+                                : "Red: matches best; blue: least.");
 }
 
 async function askQuestion(item) {

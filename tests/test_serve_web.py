@@ -1,0 +1,178 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright, against a server
+this test starts on a generated gallery with the shipped models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from serve_gallery import CAPTION_MODEL, VQA_MODEL, Gallery, ServerThread, build
+
+CHROMIUM = os.environ.get("VISLANG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                               "(pip install 'vislang[test]')")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VISLANG_CHROMIUM)",
+                allow_module_level=True)
+
+from vislang.serve import create_app  # noqa: E402
+
+TIMEOUT = 60_000  # ms: generous, the machine may be busy; nothing here measures speed
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Gallery:
+    from vislang.models.blip import load_blip
+    from vislang.search import Index
+
+    gallery = build(tmp_path_factory.mktemp("web"), n=45, seed=616161)  # two pages of 30
+    with Index.open(gallery.index) as index:  # stored captions, shown under the thumbnails
+        index.caption(load_blip(CAPTION_MODEL))
+    return gallery
+
+
+@pytest.fixture(scope="module")
+def server(gallery, tmp_path_factory):
+    app = create_app(gallery.index, caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
+                     thumbnails=tmp_path_factory.mktemp("thumbs"))
+    with ServerThread(app) as running:
+        yield running
+    app.state.vislang.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url)
+    yield page
+    context.close()
+    assert not errors, errors  # no uncaught script errors along the way
+
+
+def search(page, query: str) -> None:
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("/")  # the keyboard shortcut lands in the search box
+    page.keyboard.type(query)
+    page.keyboard.press("Enter")
+    page.locator(".tile").first.wait_for()
+
+
+def first_path(page) -> str:
+    return page.locator(".tile").first.get_attribute("data-path")
+
+
+def test_typing_a_query_shows_the_matching_image_first(page, gallery):
+    path, caption = next(iter(gallery.unique().items()))
+    search(page, caption)
+    assert first_path(page) == path
+    first = page.locator(".tile").first
+    assert float(first.locator(".score").inner_text().split()[0]) > 0
+    assert gallery.scenes[path].caption in first.locator(".caption").inner_text()
+    # The thumbnail really loaded (a broken image has no natural width).
+    page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    assert "#q=" in page.url  # a reload keeps the query
+
+
+def test_a_result_opens_with_its_explanation_and_caption(page, gallery):
+    path, caption = next(iter(gallery.unique().items()))
+    search(page, caption)
+    page.locator(".tile").first.focus()
+    page.keyboard.press("Enter")  # keyboard only
+    dialog = page.locator("#detail")
+    dialog.wait_for(state="visible")
+    overlay = page.locator("#overlay")
+    overlay.wait_for(state="visible")  # explained for the query at once
+    assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+    page.wait_for_function("document.getElementById('overlay').naturalWidth === 64")
+    assert "matches best at" in page.locator("#saliency-info").inner_text()
+    page.wait_for_function("document.getElementById('caption').textContent.length > 0 && "
+                           "!document.getElementById('caption').textContent.endsWith('…')")
+    assert page.locator("#caption").inner_text() == f"{gallery.scenes[path].caption} " \
+                                                    f"({CAPTION_MODEL})"
+    # Another method, chosen from the list, redraws the overlay.
+    before = overlay.get_attribute("src")
+    page.select_option("#method", "crops")
+    page.click("#explain")
+    page.wait_for_function(f"document.getElementById('overlay').src !== {before!r}")
+    assert page.locator("#saliency-info").inner_text().startswith("crops")
+    # A question gets BLIP's answer.
+    qa = next(q for q in gallery.scenes[path].qa if q.kind == "count")
+    page.fill("#question", qa.question)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('answer').textContent.includes('→')")
+    assert page.locator("#answer").inner_text().endswith(qa.answer)
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    assert page.evaluate("document.activeElement.dataset.path") == path  # focus came back
+
+
+def test_an_uploaded_image_comes_back_first(page, gallery):
+    path = sorted(gallery.scenes)[7]
+    page.set_input_files("#pick", path)
+    page.wait_for_function(f"document.querySelector('.tile')?.dataset.path === {path!r}")
+    assert page.locator(".tile").first.locator(".score").inner_text().startswith("1.000")
+
+
+def test_more_like_this_from_the_detail_view(page, gallery):
+    path = sorted(gallery.scenes)[3]
+    search(page, gallery.scenes[path].caption)
+    page.locator(f'.tile[data-path="{path}"]').click()
+    page.click("#similar")
+    page.wait_for_function(f"document.querySelector('.tile')?.dataset.path === {path!r} && "
+                           "!document.getElementById('detail').open")
+
+
+def test_scrolling_loads_the_next_page(page, gallery):
+    search(page, "a red circle")
+    page.wait_for_function("document.querySelectorAll('.tile').length >= 30")
+    page.locator(".tile").last.scroll_into_view_if_needed()  # the end of the page is in view
+    page.wait_for_function(f"document.querySelectorAll('.tile').length === {len(gallery.scenes)}")
+    paths = page.eval_on_selector_all(".tile", "tiles => tiles.map(t => t.dataset.path)")
+    assert sorted(paths) == sorted(gallery.scenes)  # each image once, none missing
+
+
+def test_a_failing_request_is_explained(page):
+    # The box stops at 300 characters; a longer query (as a script might send) is refused by
+    # the server, and the page says why.
+    page.evaluate("document.getElementById('q').removeAttribute('maxlength')")
+    page.fill("#q", "y" * 301)
+    page.keyboard.press("Enter")
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert "over the limit of 300" in error.inner_text()
+    assert page.locator("#progress").is_hidden()  # and stops showing progress
+
+
+def test_works_at_phone_width(browser, server, gallery):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True,
+                                  has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(server.url)
+    path, caption = next(iter(gallery.unique().items()))
+    page.fill("#q", caption)
+    page.keyboard.press("Enter")
+    page.locator(".tile").first.wait_for()
+    assert first_path(page) == path
+    # Nothing wider than the screen: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.locator(".tile").first.tap()
+    page.locator("#overlay").wait_for(state="visible")
+    box = page.locator("#detail").bounding_box()
+    assert box["width"] <= 375
+    context.close()
