@@ -7,6 +7,7 @@ import io
 import os
 import re
 import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -440,15 +441,18 @@ def test_a_token_is_needed_on_every_api_request(gallery, tmp_path):
 
 # -- the command ---------------------------------------------------------------------------------
 def start(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    # stderr to a file: a pipe nobody reads would stall the server once it filled
+    log = tempfile.TemporaryFile("w+")
     process = subprocess.Popen([str(VISLANG), "serve", "--port", "0", *args], text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=log)
     lines = []
     for line in process.stdout:
         lines.append(line)
         if line.startswith("open "):
             return process, lines
     process.wait()
-    raise AssertionError(f"vislang serve did not start: {process.stderr.read()}")
+    log.seek(0)
+    raise AssertionError(f"vislang serve did not start: {log.read()}")
 
 
 def test_the_command_serves_on_the_loopback(gallery):
