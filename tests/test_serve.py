@@ -190,6 +190,10 @@ def test_the_openapi_document_lists_every_operation(client):
 def test_the_page_and_its_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
+    # It runs only its own scripts, cannot be framed, and nothing is sniffed into HTML.
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert client.get("/api/status").headers["x-content-type-options"] == "nosniff"
     for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and kind in response.headers["content-type"]

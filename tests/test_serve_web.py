@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -64,6 +65,16 @@ def page(browser, server):
     assert not errors, errors  # no uncaught script errors along the way
 
 
+def until(page, expression: str, timeout: float = TIMEOUT / 1000) -> None:
+    """Wait until a JS expression is true. Polled from here: Playwright's wait_for_function
+    evaluates a string inside the page, which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout:.0f} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def search(page, query: str) -> None:
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("/")  # the keyboard shortcut lands in the search box
@@ -84,7 +95,7 @@ def test_typing_a_query_shows_the_matching_image_first(page, gallery):
     assert float(first.locator(".score").inner_text().split()[0]) > 0
     assert gallery.scenes[path].caption in first.locator(".caption").inner_text()
     # The thumbnail really loaded (a broken image has no natural width).
-    page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    until(page, "document.querySelector('.tile img').naturalWidth > 0")
     assert "#q=" in page.url  # a reload keeps the query
 
 
@@ -98,9 +109,9 @@ def test_a_result_opens_with_its_explanation_and_caption(page, gallery):
     overlay = page.locator("#overlay")
     overlay.wait_for(state="visible")  # explained for the query at once
     assert overlay.get_attribute("src").startswith("data:image/png;base64,")
-    page.wait_for_function("document.getElementById('overlay').naturalWidth === 64")
+    until(page, "document.getElementById('overlay').naturalWidth === 64")
     assert "matches best at" in page.locator("#saliency-info").inner_text()
-    page.wait_for_function("document.getElementById('caption').textContent.length > 0 && "
+    until(page, "document.getElementById('caption').textContent.length > 0 && "
                            "!document.getElementById('caption').textContent.endsWith('…')")
     assert page.locator("#caption").inner_text() == f"{gallery.scenes[path].caption} " \
                                                     f"({CAPTION_MODEL})"
@@ -108,13 +119,13 @@ def test_a_result_opens_with_its_explanation_and_caption(page, gallery):
     before = overlay.get_attribute("src")
     page.select_option("#method", "crops")
     page.click("#explain")
-    page.wait_for_function(f"document.getElementById('overlay').src !== {before!r}")
+    until(page, f"document.getElementById('overlay').src !== {before!r}")
     assert page.locator("#saliency-info").inner_text().startswith("crops")
     # A question gets BLIP's answer.
     qa = next(q for q in gallery.scenes[path].qa if q.kind == "count")
     page.fill("#question", qa.question)
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('answer').textContent.includes('→')")
+    until(page, "document.getElementById('answer').textContent.includes('→')")
     assert page.locator("#answer").inner_text().endswith(qa.answer)
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
@@ -124,7 +135,7 @@ def test_a_result_opens_with_its_explanation_and_caption(page, gallery):
 def test_an_uploaded_image_comes_back_first(page, gallery):
     path = sorted(gallery.scenes)[7]
     page.set_input_files("#pick", path)
-    page.wait_for_function(f"document.querySelector('.tile')?.dataset.path === {path!r}")
+    until(page, f"document.querySelector('.tile')?.dataset.path === {path!r}")
     assert page.locator(".tile").first.locator(".score").inner_text().startswith("1.000")
 
 
@@ -133,15 +144,15 @@ def test_more_like_this_from_the_detail_view(page, gallery):
     search(page, gallery.scenes[path].caption)
     page.locator(f'.tile[data-path="{path}"]').click()
     page.click("#similar")
-    page.wait_for_function(f"document.querySelector('.tile')?.dataset.path === {path!r} && "
+    until(page, f"document.querySelector('.tile')?.dataset.path === {path!r} && "
                            "!document.getElementById('detail').open")
 
 
 def test_scrolling_loads_the_next_page(page, gallery):
     search(page, "a red circle")
-    page.wait_for_function("document.querySelectorAll('.tile').length >= 30")
+    until(page, "document.querySelectorAll('.tile').length >= 30")
     page.locator(".tile").last.scroll_into_view_if_needed()  # the end of the page is in view
-    page.wait_for_function(f"document.querySelectorAll('.tile').length === {len(gallery.scenes)}")
+    until(page, f"document.querySelectorAll('.tile').length === {len(gallery.scenes)}")
     paths = page.eval_on_selector_all(".tile", "tiles => tiles.map(t => t.dataset.path)")
     assert sorted(paths) == sorted(gallery.scenes)  # each image once, none missing
 

@@ -5,6 +5,7 @@
   127.0.0.1 (DNS rebinding) cannot read the API through the user's browser.
 - With a token (required when bound elsewhere), every ``/api`` request carries it, as
   ``Authorization: Bearer TOKEN`` or as the cookie the page sets when opened at ``/?token=``.
+- Every response says: load nothing from elsewhere, never be framed, never sniff types.
 - Request bodies are counted as they arrive, so an upload over the limit is refused without
   being held in memory or on disk, Content-Length or not.
 """
@@ -84,7 +85,7 @@ class Guard:
             if not length.isdigit():
                 return await _send_json(send, 400, f"bad Content-Length {length!r}")
             return await _send_json(send, 413, UploadTooLarge(self.upload_limit).detail)
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive), _hardened(send))
 
     def _authorised(self, headers: Headers) -> bool:
         scheme, _, given = headers.get("authorization", "").partition(" ")
@@ -105,6 +106,22 @@ class Guard:
             return message
 
         return counted
+
+
+# The page loads only its own files; nothing may frame it; no response is sniffed into HTML.
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"),
+                    (b"content-security-policy",
+                     b"default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'"),
+                    (b"referrer-policy", b"no-referrer")]
+
+
+def _hardened(send: Send) -> Send:
+    async def with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
+
+    return with_headers
 
 
 def _cookie(header: str, name: str) -> str | None:
