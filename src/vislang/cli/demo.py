@@ -35,9 +35,10 @@ def demo(
     _saliency(model, workdir / "saliency")
     _captions_and_answers(workdir / "blip")
     _speed(model, load(DEMO_MODEL), sorted((scenes / "images").glob("*.png")))
-    stdout.print(f"\nAll of it in a browser: vislang serve --index {workdir / 'index'} "
-                 "--caption-model shapes-blip-caption --vqa-model shapes-blip-vqa, then open "
-                 "http://127.0.0.1:8000 (search, more like this, explain, caption, ask)")
+    stdout.print(f"\nAll of it in a browser (search, more like this, explain, caption, ask):\n"
+                 f"  vislang serve --index {workdir / 'index'} --caption-model "
+                 "shapes-blip-caption --vqa-model shapes-blip-vqa\n"
+                 "  then open http://127.0.0.1:8000", highlight=False)
     stdout.print("\nThe same on a real checkpoint (downloads once, needs network the first time):\n"
                  f"  vislang classify YOUR_PHOTO.jpg --labels \"cat,dog,bird\" --model ViT-B/32\n"
                  f"  vislang eval zeroshot {singles / 'classes'} --model ViT-B/32")

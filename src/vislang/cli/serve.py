@@ -55,7 +55,9 @@ def serve(
     with stderr.status(f"loading {state.services.index.model_name}..."):
         state.services.clip()  # fail now, not on the first request, if it cannot load
     listener = _listen(host, port)
-    shown = f"[{host}]" if ":" in host else host
+    # A wildcard address is not one to open: name this machine instead.
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{listener.getsockname()[1]}"
     stats = state.services.index.stats()
     stdout.print(f"index {stats['path']}: {stats['files']} files under "

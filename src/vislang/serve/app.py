@@ -54,7 +54,7 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
                   WorkQueue("model", 1, max_pending),
                   WorkQueue("file", min(4, os.cpu_count() or 1), 64), token)
     app = FastAPI(title="vislang", version=vislang.__version__, openapi_url="/api/openapi.json",
-                  docs_url="/api/docs", redoc_url=None,
+                  docs_url=None, redoc_url=None,  # their UIs load scripts from a CDN
                   description="Search, explain, caption and question the images of one index.")
     app.state.vislang = state
     _errors(app)

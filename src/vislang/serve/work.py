@@ -50,8 +50,8 @@ class WorkQueue:
                 raise Busy(self.name, self._pending, self.retry_after())
             self._pending += 1
         future = self._pool.submit(self._timed, fn, args, kwargs)
-        # Released when the job ends, not when the awaiting request does: a client that hangs
-        # up cancels a job still waiting, but one already running holds its place until done.
+        # Released when the job ends, not when the awaiting request does: a cancelled request
+        # drops a job still waiting, but one already running holds its place until done.
         future.add_done_callback(self._release)
         return await asyncio.wrap_future(future)
 
