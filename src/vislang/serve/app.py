@@ -24,15 +24,21 @@ from vislang import errors
 from vislang.images import load_image
 from vislang.search.index import DB_NAME, Index, Result
 from vislang.serve import schemas
-from vislang.serve.files import BROWSER_TYPES, THUMB_SIZES, Forbidden, NotFound, Roots, Thumbnails
-from vislang.serve.files import render_jpeg
+from vislang.serve.files import (
+    BROWSER_TYPES,
+    THUMB_SIZES,
+    Forbidden,
+    NotFound,
+    Roots,
+    Thumbnails,
+    render_jpeg,
+)
 from vislang.serve.guard import COOKIE, LOOPBACK_NAMES, Guard, UploadTooLarge
 from vislang.serve.limits import Limits
 from vislang.serve.services import Services
 from vislang.serve.work import Busy, WorkQueue
 
 STATIC = Path(__file__).with_name("static")
-METHODS = ("crops", "dense", "relevance")
 PROBLEMS = {code: {"model": schemas.Problem} for code in (403, 404, 413, 422, 503)}
 
 
