@@ -114,18 +114,16 @@ def _generate(blip: BlipModel, prompt: torch.Tensor, context: torch.Tensor, beam
 def _greedy(blip: BlipModel, ids: torch.Tensor, context: torch.Tensor,
             max_tokens: int) -> list[list[int]]:
     engine, eos, pad = blip.engine, blip.eos_token_id, blip.pad_token_id
-    context_mask = torch.ones(context.shape[:-1], dtype=torch.long)
     prompt_len = ids.shape[1]
     running = torch.ones(ids.shape[0], dtype=torch.bool)
-    logits, past = engine.decode(ids, torch.ones_like(ids), context, context_mask)
+    logits, past = engine.decode(ids, context)
     for step in range(max_tokens):
         next_ids = torch.where(running, logits.argmax(dim=-1), pad)
         ids = torch.cat([ids, next_ids[:, None]], dim=1)
         running &= next_ids != eos
         if not running.any() or step == max_tokens - 1:
             break
-        logits, past = engine.decode(next_ids[:, None], torch.ones_like(ids), context,
-                                     context_mask, past)
+        logits, past = engine.decode(next_ids[:, None], context, past)
     return [_cut(row, prompt_len, eos) for row in ids.tolist()]
 
 
@@ -138,7 +136,6 @@ def _beam_search(blip: BlipModel, prompt: torch.Tensor, context: torch.Tensor, k
     n, prompt_len = prompt.shape
     max_len = prompt_len + max_tokens
     context = context.repeat_interleave(k, dim=0)
-    context_mask = torch.ones(context.shape[:-1], dtype=torch.long)
     running = torch.full((n, k, max_len), pad, dtype=torch.long)
     running[:, :, :prompt_len] = prompt[:, None, :]
     finished = running.clone()
@@ -151,7 +148,7 @@ def _beam_search(blip: BlipModel, prompt: torch.Tensor, context: torch.Tensor, k
     offsets = torch.arange(n)[:, None] * k
     cur_len = prompt_len
     flat = running[:, :, :cur_len].reshape(n * k, cur_len)
-    logits, past = engine.decode(flat, torch.ones_like(flat), context, context_mask)
+    logits, past = engine.decode(flat, context)
     while True:
         log_probs = torch.log_softmax(logits, dim=-1).view(n, k, -1)
         vocab = log_probs.shape[-1]
@@ -193,8 +190,7 @@ def _beam_search(blip: BlipModel, prompt: torch.Tensor, context: torch.Tensor, k
             break
         past = engine.reorder(past, cache_rows)
         step_ids = running[:, :, cur_len - 1].reshape(n * k, 1)
-        logits, past = engine.decode(step_ids, torch.ones(n * k, cur_len, dtype=torch.long),
-                                     context, context_mask, past)
+        logits, past = engine.decode(step_ids, context, past)
     return [_cut(row, prompt_len, eos) for row in finished[:, 0, :].tolist()]
 
 

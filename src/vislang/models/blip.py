@@ -4,23 +4,23 @@ A BLIP checkpoint runs as three graphs, the split the OpenVINO export of the see
 
 - the vision encoder: ``pixel_values [N, 3, H, W] -> image_embeds [N, P, D]``;
 - the text encoder (VQA only): the question, cross-attending to the image, ``-> [N, T, D]``;
-- the text decoder, with or without a KV cache: next-token logits over the vocabulary.
+- the text decoder, one step at a time with a KV cache: next-token logits over the vocabulary.
 
-``TorchBlipEngine`` runs them with the checkpoint's own torch modules; the generation loop in
-``vislang.captioning`` only ever calls these three, so another engine (OpenVINO, ONNX Runtime)
-can replace it by offering the same four methods.
+``TorchBlipEngine`` runs the encoders with the checkpoint's own torch modules and the decoder
+written out step by step (``blip_decoder.py``: the per-step cost is the weights, not the
+bookkeeping); the generation loop in ``vislang.captioning`` only calls ``encode_images``,
+``encode_question``, ``decode`` and ``reorder``, so another engine can replace this one.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
-
 import torch
 from PIL import Image
 
 from vislang.errors import InputError, UnsupportedModelError
+from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
 from vislang.runtime import BACKENDS, EngineChoice, choose
@@ -65,26 +65,24 @@ class TorchBlipEngine:
             encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
             return_dict=False)[0]
 
-    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor,
-               past: Any = None) -> tuple[torch.Tensor, Any]:
-        """One decoder call -> (next-token logits ``float32[N, V]``, the new KV cache).
+    @functools.cached_property
+    def decoder(self) -> BlipDecoder:
+        return BlipDecoder(self.hf_model.text_decoder, self.dtype)
 
-        Without ``past`` it reads the whole ``input_ids`` (the prompt); with it, only the new
-        last column. ``attention_mask`` always covers the whole sequence so far.
+    def decode(self, input_ids: torch.Tensor, context: torch.Tensor,
+               past: DecoderCache | None = None) -> tuple[torch.Tensor, DecoderCache]:
+        """One decoder step -> (next-token logits ``float32[N, V]``, the new KV cache).
+
+        Without ``past`` it reads the whole ``input_ids`` (the prompt) and ``context`` (what it
+        cross-attends to: image or question embeddings); with it, only the new last column.
         """
-        out = self.hf_model.text_decoder(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask.to(self.device),
-            cache=past, use_cache=True, is_decoder=True, return_dict=True)
-        return out.logits[:, -1, :].float().cpu(), out.cache
+        logits, cache = self.decoder.step(input_ids.to(self.device), context, past)
+        return logits.cpu(), cache
 
     @staticmethod
-    def reorder(past: Any, index: torch.Tensor) -> Any:
+    def reorder(past: DecoderCache, index: torch.Tensor) -> DecoderCache:
         """Keep the cache rows ``index`` (in that order): beam search's reshuffle."""
-        past.reorder_cache(index)
-        return past
+        return past.reorder(index.to(past.keys[0].device))
 
 
 class BlipModel:
