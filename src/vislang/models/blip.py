@@ -98,7 +98,6 @@ class BlipModel:
         self.task = task
         self._transform = transform
         self.tokenizer = tokenizer
-        self._weights = weights
         self.engine_choice = choice
         self.engine = TorchBlipEngine(weights, choice.precision, device)
         text = config.text_config
@@ -118,17 +117,6 @@ class BlipModel:
     def hf_model(self) -> torch.nn.Module:
         """The transformers model the engine runs (in its precision), loaded on first use."""
         return self.engine.hf_model
-
-    @functools.cached_property
-    def generation_defaults(self) -> dict:
-        """Beam-search settings from the checkpoint's generation config (transformers' defaults
-        where it has none): the scoring our loop must share with ``generate``."""
-        from transformers import GenerationConfig
-
-        path = self.checkpoint.path / "generation_config.json"
-        gen = GenerationConfig.from_pretrained(path.parent) if path.is_file() else GenerationConfig()
-        return {"length_penalty": float(gen.length_penalty),
-                "early_stopping": gen.early_stopping}
 
     def __repr__(self) -> str:
         return (f"BlipModel({self.model_key!r}, task={self.task!r}, "

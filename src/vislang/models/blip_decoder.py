@@ -162,13 +162,11 @@ class BlipDecoder:
         positions = torch.arange(start, start + ids.shape[1])
         x = self.word_embeddings[ids] + self.position_embeddings[positions]
         x = self.embedding_norm(x)
-        if cache is None:
+        grow = cache is not None
+        if not grow:
             context = context.to(self.dtype)
             pairs = [layer.cross_attention.keys_values(context) for layer in self.layers]
             cache = DecoderCache([], [], [k for k, _ in pairs], [v for _, v in pairs])
-            grow = False
-        else:
-            grow = True
         keys, values = [], []
         for i, layer in enumerate(self.layers):
             attention = layer.self_attention
