@@ -118,7 +118,7 @@ def test_query_words_drop_stop_words_and_repeats():
 
 def test_caption_index_errors_are_one_line(tmp_path):
     missing = run_cli("caption", "--index", tmp_path / "nowhere", "-m", "shapes-blip-caption")
-    assert missing.returncode == 2 and missing.stderr.startswith("error: no search index at")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no index at")
     assert missing.stderr.count("\n") == 1
     nothing = run_cli("caption", "-m", "shapes-blip-caption")
     assert nothing.returncode == 2 and "no images given" in nothing.stderr

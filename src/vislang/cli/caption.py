@@ -52,9 +52,11 @@ def caption(
             raise InputError("--index takes one index folder, not image files; caption files "
                              "without --index")
         check_settings(beams, max_tokens)
-        folder = _index_folder(images[0] if images else None)
-        blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
-        return _caption_index(folder, blip, prompt, beams, max_tokens, json_out)
+        from vislang.search import Index
+
+        with Index.open(images[0] if images else None, create=False) as idx:
+            blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
+            return _caption_index(idx, blip, prompt, beams, max_tokens, json_out)
     if not images:
         raise InputError("no images given: vislang caption IMAGE... (or --index to caption a "
                          "search index)")
@@ -72,24 +74,10 @@ def caption(
     stdout.print(table)
 
 
-def _index_folder(path: Path | None) -> Path:
-    from vislang.errors import InputError
-    from vislang.search.index import DB_NAME, default_index_path
-
-    folder = path.expanduser() if path else default_index_path()
-    if not (folder / DB_NAME).is_file():
-        raise InputError(f"no search index at {folder}; build one with vislang index DIR")
-    return folder
-
-
-def _caption_index(folder: Path, blip, prompt: str | None, beams: int, max_tokens: int,
+def _caption_index(idx, blip, prompt: str | None, beams: int, max_tokens: int,
                    json_out: bool) -> None:
-    from vislang.search import Index
-
-    with Index.open(folder) as idx:
-        summary = idx.caption(blip, prompt, beams, max_tokens,
-                              progress=not json_out)
-        total = idx.store.caption_count()
+    summary = idx.caption(blip, prompt, beams, max_tokens, progress=not json_out)
+    total = idx.store.caption_count()
     if json_out:
         return print_json({**summary.as_dict(), "captions": total})
     stdout.print(f"captioned {summary.captioned} images in {summary.seconds:.1f} s, skipped "

@@ -96,8 +96,10 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model=None, backend: str = "auto",
-             precision: str = "auto", exact_limit: int = ann.EXACT_LIMIT) -> "Index":
-        """Open (creating if needed) the index in folder ``path`` (default: the per-user one).
+             precision: str = "auto", exact_limit: int = ann.EXACT_LIMIT,
+             create: bool = True) -> "Index":
+        """Open the index in folder ``path`` (default: the per-user one), creating it if needed
+        and ``create`` (readers of an index that must exist pass ``create=False``).
 
         ``model``: a name for ``vislang.load`` or a loaded ``ClipModel``; default: the model
         the index was last updated with.
@@ -106,6 +108,9 @@ class Index:
         if folder.exists() and not folder.is_dir():
             raise InputError(f"--index {folder} is a file; give the folder that holds (or will "
                              f"hold) the index")
+        if not create and not (folder / DB_NAME).is_file():
+            raise InputError(f"no index at {folder}; build one first with vislang index DIR "
+                             f"--index {folder}")
         folder.mkdir(parents=True, exist_ok=True)
         return cls(folder, model, backend, precision, exact_limit)
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 import vislang
 from vislang import errors
 from vislang.images import load_image
-from vislang.search.index import DB_NAME, Index, Result
+from vislang.search.index import Index, Result
 from vislang.serve import schemas
 from vislang.serve.files import (
     BROWSER_TYPES,
@@ -90,11 +90,7 @@ class State:
 def _open_index(index, model, backend: str, precision: str) -> Index:
     if isinstance(index, Index):
         return index
-    folder = Path(index).expanduser()
-    if not (folder / DB_NAME).is_file():
-        raise errors.InputError(f"no index at {folder}; build one first with vislang index "
-                                f"DIR --index {folder} --model MODEL")
-    return Index.open(folder, model, backend=backend, precision=precision)
+    return Index.open(index, model, backend=backend, precision=precision, create=False)
 
 
 def _thumbnail_dir() -> Path:
