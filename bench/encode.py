@@ -355,7 +355,8 @@ def machine_facts() -> dict:
         "cpu": cpu_line or platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "isa": [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx512_fp16")
+        "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                            "avx512_fp16")
                 if f" {f}" in flags],
         "python": platform.python_version(),
         **versions,

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,9 @@ import torch
 from PIL import Image
 
 from vislang.search import ann
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from encode import machine_facts as encode_machine_facts  # noqa: E402
 
 VISLANG = str(Path(sys.executable).with_name("vislang"))  # the installed command, as users run it
 PARTS = ("ann", "throughput", "reindex", "cold")
@@ -429,31 +431,15 @@ def print_indexing(r: dict) -> None:
 
 
 def machine_facts() -> dict:
-    cpu, flags = "", ""
+    """bench/encode.py's facts (CPU, cores, ISA, versions) plus FAISS's own and the load."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu:
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
-    versions = {}
-    for name in ("faiss-cpu", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "-"
-    return {
-        "cpu": cpu or platform.processor() or "unknown",
-        "cores": os.cpu_count(),
-        "faiss_threads": faiss.omp_get_max_threads(),
-        "faiss_simd": faiss.get_compile_options().strip(),
-        "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f" {f}" in flags],
-        "load_avg": list(os.getloadavg()),
-        "python": platform.python_version(),
-        **versions,
-    }
+        faiss_version = metadata.version("faiss-cpu")
+    except metadata.PackageNotFoundError:
+        faiss_version = "-"
+    return {**encode_machine_facts(), "faiss-cpu": faiss_version,
+            "faiss_threads": faiss.omp_get_max_threads(),
+            "faiss_simd": faiss.get_compile_options().strip(),
+            "load_avg": list(os.getloadavg())}
 
 
 def print_ann(r: dict) -> None:
