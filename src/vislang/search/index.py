@@ -381,7 +381,7 @@ class Index:
             return {int(i): float(s) for i, s in zip(found[0], scores[0]) if i >= 0}
 
         words = keywords.query_words(text or "")
-        blending = bool(words and caption_weight and self.store.caption_count())
+        blending = bool(words and caption_weight and self.store.has_captions())
         hits = best_among(allowed, max(k, keywords.SPREAD_RANK) if blending else k)
         if blending:
             hits = keywords.blend(hits, words, caption_weight,

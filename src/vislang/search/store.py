@@ -298,6 +298,10 @@ class Store:
     def caption_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM captions").fetchone()[0]
 
+    def has_captions(self) -> bool:
+        """Whether any caption is stored: asked on every search, so it must not count them."""
+        return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM captions)").fetchone()[0])
+
     def vector_ids_with_caption_word(self, model: ModelRow, word: str) -> np.ndarray:
         """Ids of a model's vectors whose content's caption contains ``word`` (stemmed)."""
         phrase = '"' + word.replace('"', '""') + '"'  # a quoted FTS5 string: no query syntax
@@ -314,7 +318,7 @@ class Store:
                 "unreadable": one("SELECT count(*) FROM files f LEFT JOIN failures x ON "
                                   "x.hash = f.hash WHERE f.error IS NOT NULL OR x.hash IS NOT NULL"),
                 "distinct_contents": one("SELECT count(DISTINCT hash) FROM files"),
-                "captions": one("SELECT count(*) FROM captions")}
+                "captions": self.caption_count()}
 
     def vector_count(self, model_id: int) -> int:
         return self.db.execute("SELECT count(*) FROM vectors WHERE model_id = ?",
