@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -102,13 +103,20 @@ def test_preprocessing_equals_the_blip_image_processor(caption_dir, images):
     assert (ours - theirs).abs().max() <= 1e-4
 
 
+BACKENDS = ["torch", pytest.param("openvino", marks=pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="needs the openvino extra"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("beams", [1, 3])
 @pytest.mark.parametrize("prompt", [None, "a picture of"])
-def test_caption_tokens_equal_transformers_generate(caption_dir, images, beams, prompt):
+def test_caption_tokens_equal_transformers_generate(caption_dir, images, beams, prompt,
+                                                    backend):
+    """Our loop on each engine (OpenVINO: the exported graphs, stateful decoder) in fp32."""
     from vislang.captioning import caption_ids
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(caption_dir), precision="fp32")
+    blip = load_blip(str(caption_dir), backend, "fp32")
     pixels = torch.stack([blip.preprocess(i) for i in images])
     ours = caption_ids(blip, pixels, prompt, beams=beams, max_tokens=12)
     kwargs, prompt_len = {}, 1
@@ -123,12 +131,13 @@ def test_caption_tokens_equal_transformers_generate(caption_dir, images, beams, 
     assert len({tuple(x) for x in ours}) > 1  # the images matter
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("beams", [1, 3])
-def test_answer_tokens_equal_transformers_generate(vqa_dir, images, beams):
+def test_answer_tokens_equal_transformers_generate(vqa_dir, images, beams, backend):
     from vislang.captioning import answer_ids
     from vislang.models.blip import load_blip
 
-    blip = load_blip(str(vqa_dir), precision="fp32")
+    blip = load_blip(str(vqa_dir), backend, "fp32")
     pixels = torch.stack([blip.preprocess(i) for i in images])
     question = "what color is the circle?"
     ours = answer_ids(blip, pixels, [question] * len(images), beams=beams, max_tokens=10)

@@ -12,19 +12,24 @@ import vislang
 from conftest import run_cli
 from vislang.datasets.shapes import generate_scene, generate_scenes, objects_named
 from vislang.models.blip import load_blip
+from vislang.runtime import installed
 
 
 SEED = 515151
 
 
-@pytest.fixture(scope="module")
-def captioner():
-    return load_blip("shapes-blip-caption")
+# auto (OpenVINO bf16 on an AMX CPU), the torch reference, and the fastest engine
+ENGINES = ["auto/auto", "torch/fp32"] + (["openvino/int8"] if installed("openvino") else [])
 
 
-@pytest.fixture(scope="module")
-def answerer():
-    return load_blip("shapes-blip-vqa")
+@pytest.fixture(scope="module", params=ENGINES)
+def captioner(request):
+    return load_blip("shapes-blip-caption", *request.param.split("/"))
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def answerer(request):
+    return load_blip("shapes-blip-vqa", *request.param.split("/"))
 
 
 def test_listed_on_disk_and_loadable_by_name(captioner, answerer):

@@ -12,10 +12,11 @@ from vislang.cli.common import JsonOption, existing_files, print_json, stderr, s
 BeamsOption = typer.Option(1, "--beams", help="Beam width (1: greedy decoding).")
 
 
-BlipPrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16 or auto (bf16 "
-                                   "on CPUs with AMX, fp16 on CUDA, else fp32).")
-BlipBackendOption = typer.Option("auto", "--backend", help="Engine: auto or torch (BLIP runs on "
-                                 "torch).")
+BlipPrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16 (torch on "
+                                   "CUDA), int8 (openvino: fastest) or auto (bf16 on CPUs with "
+                                   "AMX, fp16 on CUDA, else fp32).")
+BlipBackendOption = typer.Option("auto", "--backend", help="Engine: auto (openvino on a CPU "
+                                 "where installed, else torch), openvino or torch.")
 
 
 def _load(name: str, quiet: bool, backend: str, precision: str):

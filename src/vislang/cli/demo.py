@@ -162,7 +162,10 @@ def _captions_and_answers(folder: Path) -> None:
     for scene in scenes:
         paths.append(folder / f"{scene.index:05d}.png")
         scene.image.save(paths[-1])
-    captions = caption(paths, model=load_blip("shapes-blip-caption"))
+    captioner = load_blip("shapes-blip-caption")
+    choice = captioner.engine_choice
+    stdout.print(f"engine: {choice.backend}/{choice.precision} ({choice.reason})")
+    captions = caption(paths, model=captioner)
     vqa = load_blip("shapes-blip-vqa")
     table = Table("image", "caption (truth)", "question", "answer (truth)")
     right = total = 0

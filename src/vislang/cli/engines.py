@@ -74,8 +74,10 @@ def export(
                                           "(default: generated shapes scenes)."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Write the image and text towers as separate graphs with a dynamic batch dimension."""
+    """Write a model's graphs with a dynamic batch dimension: CLIP's image and text towers;
+    BLIP's vision encoder, question encoder (VQA), and decoder without and with past."""
     from vislang.images import is_image_path
+    from vislang.models.blip import is_blip
     from vislang.models.clip import load
     from vislang.runtime import choose
 
@@ -87,8 +89,11 @@ def export(
         images = sorted(p for p in calibration.rglob("*") if p.is_file() and is_image_path(p))
         if not images:
             raise InputError(f"no images under {calibration} to calibrate int8 on")
-    clip = load(model, calibration=images)
     out = out or Path(f"{Path(model).name or 'model'}-{backend}-{precision}".replace("/", "-"))
+    if is_blip(model):
+        _export_blip(model, backend, precision, images, out, json_out)
+        return
+    clip = load(model, calibration=images)
     with stderr.status(f"exporting {clip.model_key} to {backend}/{precision}..."):
         if backend == "openvino":
             from vislang.runtime.openvino_engine import export_towers
@@ -107,6 +112,23 @@ def export(
         return
     for tower, path in paths.items():
         stdout.print(f"{tower} tower: {path}")
+
+
+def _export_blip(model: str, backend: str, precision: str, images, out: Path,
+                 json_out: bool) -> None:
+    from vislang.models.blip import load_blip
+    from vislang.runtime.openvino_blip import export_blip
+
+    blip = load_blip(model, backend, precision, calibration=images)
+    with stderr.status(f"exporting {blip.model_key} to {backend}/{precision}..."):
+        paths = export_blip(lambda: blip.hf_model, blip.model_key, blip.task, precision,
+                            blip._calibration_pixels, out_dir=out)
+    if json_out:
+        print_json({"model": blip.model_key, "backend": backend, "precision": precision,
+                    "files": {graph: str(path) for graph, path in paths.items()}})
+        return
+    for graph, path in paths.items():
+        stdout.print(f"{graph}: {path}")
 
 
 @cache_app.command("list")

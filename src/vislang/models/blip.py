@@ -15,15 +15,19 @@ bookkeeping); the generation loop in ``vislang.captioning`` only calls ``encode_
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
 import torch
 from PIL import Image
 
 from vislang.errors import InputError, UnsupportedModelError
+from vislang.images import ImageSource
 from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
-from vislang.runtime import BACKENDS, EngineChoice, choose
+from vislang.runtime import EngineChoice, choose, installed
+from vislang.runtime.openvino_blip import PRECISIONS as OPENVINO_PRECISIONS
 from vislang.runtime.torch_engine import DTYPES
 
 CAPTION = "caption"
@@ -92,18 +96,37 @@ class BlipModel:
                  weights: Callable[[], torch.nn.Module],
                  transform: Callable[[], ImageTransform], tokenizer,
                  choice: EngineChoice = EngineChoice("torch", "fp32", "the reference"),
-                 device: str = "cpu"):
+                 device: str = "cpu", calibration: Sequence[ImageSource] | None = None):
         self.checkpoint = checkpoint
         self.config = config
         self.task = task
         self._transform = transform
         self.tokenizer = tokenizer
         self.engine_choice = choice
-        self.engine = TorchBlipEngine(weights, choice.precision, device)
+        self._calibration_images = calibration
+        self.engine = self._engine(weights, device)
         text = config.text_config
         self.bos_token_id: int = text.bos_token_id  # [DEC]: starts every decoded sequence
         self.eos_token_id: int = text.sep_token_id  # [SEP]: BLIP's decoder ends with it
         self.pad_token_id: int = text.pad_token_id
+
+    def _engine(self, weights: Callable[[], torch.nn.Module], device: str):
+        if self.engine_choice.backend == "openvino":
+            from vislang.runtime.openvino_blip import OpenVINOBlipEngine
+
+            return OpenVINOBlipEngine(weights, self.model_key, self.task,
+                                      self.engine_choice.precision, self._calibration_pixels)
+        return TorchBlipEngine(weights, self.engine_choice.precision, device)
+
+    def _calibration_pixels(self, count: int = 64) -> list[np.ndarray]:
+        """Images to calibrate int8 on, preprocessed: the user's if given, else shapes scenes."""
+        from vislang.datasets.shapes import generate_scenes
+        from vislang.images import load_image
+
+        images = self._calibration_images or [s.image for s in
+                                              generate_scenes(count, seed=7_000_002)]
+        return [self.transform(load_image(i, min_side=self.transform.min_side)).numpy()[None]
+                for i in list(images)[:count]]
 
     @functools.cached_property
     def transform(self) -> ImageTransform:
@@ -138,12 +161,15 @@ class BlipModel:
 
 
 def load_blip(name_or_path: str, backend: str = "auto", precision: str = "auto",
-              device: str = "cpu") -> BlipModel:
+              device: str = "cpu", calibration: Sequence[ImageSource] | None = None
+              ) -> BlipModel:
     """Load a BLIP captioning or VQA checkpoint: an alias (``blip-caption``, ``blip-vqa``), a
     hub id, or a save_pretrained directory. Weights load on first use.
 
-    BLIP runs on torch; ``precision="auto"`` is bf16 on CPUs with AMX matrix units and fp16 on
-    CUDA (bench/blip.py: the same answers on the shapes BLIPs), fp32 elsewhere.
+    ``backend="auto"`` is OpenVINO on a CPU where it is installed (the graphs are exported and
+    compiled on first use, then cached), torch otherwise; ``precision="auto"`` is bf16 on CPUs
+    with AMX matrix units and fp16 on CUDA, fp32 elsewhere. ``int8`` (OpenVINO) is the fastest
+    and opt-in; ``calibration`` images tune its vision encoder (default: generated scenes).
     """
     choice = _choose(backend, precision, device)
     checkpoint = locate(name_or_path)
@@ -151,19 +177,30 @@ def load_blip(name_or_path: str, backend: str = "auto", precision: str = "auto",
     return BlipModel(checkpoint, config, task,
                      functools.cache(lambda: _load_hf_model(checkpoint, task)),
                      functools.partial(_load_transform, checkpoint, config),
-                     _load_tokenizer(checkpoint), choice, device)
+                     _load_tokenizer(checkpoint), choice, device, calibration)
+
+
+def is_blip(name_or_path: str) -> bool:
+    """Whether a checkpoint is a BLIP one (reads its config.json only)."""
+    import json
+
+    config = locate(name_or_path).path / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == "blip"
 
 
 def _choose(backend: str, precision: str, device: str) -> EngineChoice:
-    if backend not in ("auto", "torch"):
-        if backend not in BACKENDS:
-            raise InputError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-        raise InputError(f"BLIP runs on the torch backend only (no {backend} export of its "
-                         "decoder yet); use --backend torch or auto")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError(f"BLIP runs in fp32, bf16 or fp16 (where supported), not {precision!r}")
-    choice = choose("torch", precision, device)
-    return EngineChoice("torch", choice.precision, choice.reason)
+    """torch (any device) or OpenVINO (CPU); auto is OpenVINO on a CPU where it is installed."""
+    if backend == "onnx":
+        raise InputError("BLIP runs on the torch or openvino backend (no onnx export of its "
+                         "decoder yet); use --backend openvino, torch or auto")
+    if backend == "auto" and not device.startswith("cuda") and installed("openvino"):
+        backend = "openvino"
+    choice = choose("torch" if backend == "auto" else backend, precision, device)
+    if choice.backend == "openvino":
+        if choice.precision not in OPENVINO_PRECISIONS:
+            raise InputError(f"BLIP on openvino runs in {', '.join(OPENVINO_PRECISIONS)}, "
+                             f"not {choice.precision}")
+    return choice
 
 
 def _load_config(checkpoint: Checkpoint):

@@ -55,6 +55,14 @@ class LayerNorm:
         return F.layer_norm(x, self.shape, self.weight, self.bias, self.eps)
 
 
+class _Weights:
+    """A linear layer's weights times ``factor``, in the shape PackedLinear reads."""
+
+    def __init__(self, linear: torch.nn.Linear, factor: float):
+        self.weight = linear.weight.detach() * factor
+        self.bias = linear.bias.detach() * factor
+
+
 class Attention:
     """One BlipTextAttention: projections, scaled dot product, output dense + residual norm.
     Keys are kept transposed (``[N, H, d, T]``), the layout the score product reads, so a
@@ -65,10 +73,13 @@ class Attention:
         self.heads = inner.num_attention_heads
         self.head_size = inner.attention_head_size
         self.width = self.heads * self.head_size
-        self.query = PackedLinear(inner.query, dtype)
+        # 1/sqrt(d) is folded into the query weights: one scaling of the weights at load
+        # instead of one of the scores per step (577 of them per head with an image context)
+        query = _Weights(inner.query, 1 / math.sqrt(self.head_size))
+        self.query = PackedLinear(query, dtype)
         self.key_value = PackedLinear([inner.key, inner.value], dtype)
         # self-attention reads q, k and v from the same input: one product instead of three
-        self.qkv = PackedLinear([inner.query, inner.key, inner.value], dtype) if fuse_qkv else None
+        self.qkv = PackedLinear([query, inner.key, inner.value], dtype) if fuse_qkv else None
         self.dense = PackedLinear(attention.output.dense, dtype)
         self.norm = LayerNorm(attention.output.LayerNorm, dtype)
 
@@ -87,7 +98,7 @@ class Attention:
 
     def attend(self, x: torch.Tensor, query: torch.Tensor, keys_t: torch.Tensor,
                values: torch.Tensor, causal: bool) -> torch.Tensor:
-        scores = torch.matmul(query, keys_t) / math.sqrt(self.head_size)
+        scores = torch.matmul(query, keys_t)  # the query carries the 1/sqrt(d)
         if causal:  # a prompt of several tokens: position i sees positions <= i
             t, s = scores.shape[-2:]
             hidden = torch.ones(t, s, dtype=torch.bool).triu(s - t + 1)

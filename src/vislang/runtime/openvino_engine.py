@@ -107,17 +107,24 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
                                          input=[ov.PartialShape(shape)])
                 if precision == "int8":
                     data = data if data is not None else calibration()
-                    graph = _quantize(graph, data[name])
-            # Write under a temporary name, .xml last: a killed export never looks finished.
-            staging = path.with_suffix(".partial.xml")
-            ov.save_model(graph, str(staging), compress_to_fp16=precision in ("bf16", "fp16"))
-            staging.with_suffix(".bin").rename(path.with_suffix(".bin"))
-            staging.rename(path)
+                    graph = quantize_int8(graph, data[name])
+            save_ir(graph, path, precision)
         paths[name] = path
     return paths
 
 
-def _quantize(graph, samples: Iterable[np.ndarray]):
+def save_ir(graph, path: Path, precision: str) -> None:
+    """Write ``graph`` as ``path`` (.xml + .bin), weights in FP16 below fp32 precision."""
+    import openvino as ov
+
+    # Write under a temporary name, .xml last: a killed export never looks finished.
+    staging = path.with_suffix(".partial.xml")
+    ov.save_model(graph, str(staging), compress_to_fp16=precision in ("bf16", "fp16"))
+    staging.with_suffix(".bin").rename(path.with_suffix(".bin"))
+    staging.rename(path)
+
+
+def quantize_int8(graph, samples: Iterable[np.ndarray]):
     """NNCF post-training int8 quantisation, with transformer-aware patterns."""
     import nncf
 

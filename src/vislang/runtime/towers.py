@@ -7,6 +7,7 @@ length), so the image side can be batched for throughput while a query runs alon
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 
@@ -53,12 +54,13 @@ def tower(hf_model, name: str) -> torch.nn.Module:
 @contextlib.contextmanager
 def quiet_export():
     """Tracing warns about every Python branch in transformers' code, and NNCF draws progress
-    bars: none of it is actionable for a user exporting a supported model."""
+    bars (on stdout, where they would corrupt a command's --json): none of it is actionable
+    for a user exporting a supported model."""
     loggers = [logging.getLogger(), logging.getLogger("nncf")]  # ORT's quantiser logs to root
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             yield

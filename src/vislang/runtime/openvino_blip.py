@@ -1,0 +1,210 @@
+"""OpenVINO engine for BLIP: the seed notebook's graphs, exported once and compiled for the CPU.
+
+The decoder step is *stateful*: every KV cache -- the self-attention keys/values so far and the
+context's cross-attention keys/values -- lives inside the infer request as OpenVINO variables
+(in the inference precision), so a step takes only the new token and the beam order, and gives
+only the logits. An earlier stateless export passed the 577 image keys in on every step and was
+slower than torch for that alone (docs/benchmarks.md).
+
+Precisions: ``fp32``; ``bf16`` (IR weights in FP16, inference in bf16); ``int8``, where each
+graph gets what measured fastest (bench/blip.py):
+
+- the vision encoder is quantised by NNCF (weights and activations, calibrated on images);
+- the decoders' weights are compressed to int8 (data-free, per output channel). A decoder step
+  at batch 1 reads every weight for one token, so its time is weight traffic, which int8 halves;
+  the steps run under the f32 hint, where OpenVINO quantises each token's activations on the fly
+  and multiplies int8 by int8;
+- the question encoder stays bf16: a few tokens, where int8 pays little.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vislang.runtime import cache, cpu_has_amx
+from vislang.runtime.openvino_engine import quantize_int8, save_ir
+from vislang.runtime.towers import quiet_export
+
+PRECISIONS = ("fp32", "bf16", "int8")
+COMPRESSED = ("decoder", "decoder_with_past")  # int8 weights only
+CALIBRATED = ("vision",)  # int8 weights and activations
+# Under the f32 hint OpenVINO multiplies int8 by int8 directly in these graphs; under bf16 it
+# converts around the int8 products (measured: the vision encoder 3x slower, steps 25% slower).
+INT8_UNDER_F32 = ("vision", "decoder_with_past")
+
+
+def graph_names(task: str) -> tuple[str, ...]:
+    return ("vision", "question", "decoder", "decoder_with_past") if task == "vqa" else \
+        ("vision", "decoder", "decoder_with_past")
+
+
+def inference_hint(precision: str, graph: str) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for one graph (see the module's docstring)."""
+    if precision == "fp32" or (precision == "int8" and graph in INT8_UNDER_F32):
+        return "f32"
+    # bf16 arithmetic pays only on AMX matrix units (bench/encode.py, docs/benchmarks.md)
+    return "bf16" if precision == "bf16" or cpu_has_amx() else "f32"
+
+
+@dataclass(frozen=True)
+class StatefulCache:
+    """The decoder's caches, held by ``request``; ``rows`` says which cache row each row of
+    the next step continues (beam search reorders them; otherwise ``arange(N)``)."""
+
+    request: object  # openvino.InferRequest
+    rows: np.ndarray
+
+
+class OpenVINOBlipEngine:
+    """``encode_images``, ``encode_question``, ``decode`` and ``reorder`` on compiled graphs,
+    the interface of ``vislang.models.blip.TorchBlipEngine``; results are float32 tensors.
+    One engine serves one caller at a time."""
+
+    name = "openvino"
+
+    def __init__(self, weights: Callable[[], torch.nn.Module], model_key: str, task: str,
+                 precision: str, calibration: Callable[[], list[np.ndarray]] | None = None):
+        self._weights = weights
+        self.model_key, self.task, self.precision = model_key, task, precision
+        self._calibration = calibration
+        self.compiled: dict[str, object] = {}
+
+    @functools.cached_property
+    def hf_model(self) -> torch.nn.Module:
+        """The fp32 transformers model: needed to export, and for beam search's settings."""
+        return self._weights()
+
+    def _compiled(self, graph: str):
+        """A graph exported (first time only) and compiled on its first use."""
+        if graph not in self.compiled:
+            import openvino as ov
+
+            core = ov.Core()
+            path = export_blip(lambda: self.hf_model, self.model_key, self.task, self.precision,
+                               self._calibration, names=[graph])[graph]
+            hint = inference_hint(self.precision, graph)
+            model = core.read_model(str(path))
+            if graph == "decoder" and hint == "bf16":
+                model = _bf16_caches(model)
+            config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                      "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
+            self.compiled[graph] = core.compile_model(model, "CPU", config)
+        return self.compiled[graph]
+
+    def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict:
+        return self._compiled(graph)(inputs)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self._run("vision", {"pixel_values": _array(pixel_values, np.float32)})
+        return torch.from_numpy(out["image_embeds"])
+
+    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        image_embeds: torch.Tensor) -> torch.Tensor:
+        out = self._run("question", {"input_ids": _array(input_ids, np.int64),
+                                     "attention_mask": _array(attention_mask, np.int64),
+                                     "image_embeds": _array(image_embeds, np.float32)})
+        return torch.from_numpy(out["question_embeds"])
+
+    def decode(self, input_ids: torch.Tensor, context: torch.Tensor,
+               past: StatefulCache | None = None) -> tuple[torch.Tensor, StatefulCache]:
+        """One decoder step (see ``TorchBlipEngine.decode``). The first step runs the
+        ``decoder`` graph and moves its caches into a fresh request of ``decoder_with_past``."""
+        ids = _array(input_ids, np.int64)
+        if past is None:
+            # The prompt's caches go straight from its request's outputs into the variables
+            # (no copies in between: the context's keys and values are ~40 MB for an image).
+            prompt = self._compiled("decoder").create_infer_request()
+            out = prompt.infer({"input_ids": ids, "context": _array(context, np.float32)},
+                               share_outputs=True)
+            request = self._compiled("decoder_with_past").create_infer_request()
+            for state in request.query_state():
+                state.state = prompt.get_tensor(_present(state.name))
+            logits = out["logits"].copy()
+        else:
+            request = past.request
+            out = request.infer({"input_ids": ids, "beam_idx": past.rows}, share_outputs=True)
+            logits = out["logits"].copy()
+        return torch.from_numpy(logits), StatefulCache(request, np.arange(len(ids)))
+
+    @staticmethod
+    def reorder(past: StatefulCache, index: torch.Tensor) -> StatefulCache:
+        """Continue cache rows ``index`` on the next step (beam search's reshuffle)."""
+        return StatefulCache(past.request, past.rows[index.cpu().numpy()])
+
+
+def _array(tensor: torch.Tensor, dtype) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().cpu().to(torch.float32 if dtype == np.float32
+                                                          else torch.int64).numpy())
+
+
+def _bf16_caches(model):
+    """The prompt graph hands its caches over in bf16, the precision the step graph keeps them
+    in: half the bytes to move, and no conversion to f32 and back (~10 ms per image)."""
+    import openvino as ov
+
+    steps = ov.preprocess.PrePostProcessor(model)
+    for output in model.outputs:
+        if output.get_any_name().startswith("present."):
+            steps.output(output.get_any_name()).tensor().set_element_type(ov.Type.bf16)
+    return steps.build()
+
+
+def _present(state_name: str) -> str:
+    """The output that fills a variable: MakeStateful names it ``<input><output>``, here
+    ``past.key.3present.key.3``."""
+    return state_name[state_name.index("present."):]
+
+
+def export_blip(weights: Callable[[], torch.nn.Module], model_key: str, task: str,
+                precision: str, calibration: Callable[[], list[np.ndarray]] | None = None,
+                out_dir: Path | None = None,
+                names: Sequence[str] | None = None) -> dict[str, Path]:
+    """IR files (``vision.xml``, ``question.xml`` for VQA, ``decoder.xml``,
+    ``decoder_with_past.xml``), from the cache when already exported; ``weights()`` gives the
+    fp32 transformers model and is called only when a graph must be made; ``calibration()``
+    gives pixel arrays ``[1, 3, S, S]`` to quantise the vision encoder on (int8)."""
+    paths, specs = {}, None
+    for name in names or graph_names(task):
+        folder = Path(out_dir or cache.entry_dir(model_key, f"blip-{name}", "openvino",
+                                                 precision))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.xml"
+        if not path.is_file():
+            from vislang.runtime.blip_graphs import graph_specs
+
+            specs = specs or graph_specs(weights(), task)
+            # int8 leaves the encoders' weights as bf16's are: FP16 in the IR
+            graph = _convert(name, *specs[name], precision)
+            if precision == "int8" and name in CALIBRATED:
+                with quiet_export():
+                    graph = quantize_int8(graph, calibration())
+            save_ir(graph, path, precision)
+        paths[name] = path
+    return paths
+
+
+def _convert(name: str, module, example, inputs: list[str], shapes: list, outputs: list[str],
+             precision: str):
+    import openvino as ov
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    with torch.no_grad(), quiet_export():
+        graph = ov.convert_model(module, example_input=example,
+                                 input=[ov.PartialShape(s) for s in shapes])
+        for port, tensor_name in [*zip(graph.inputs, inputs), *zip(graph.outputs, outputs)]:
+            port.get_tensor().set_names({tensor_name})
+        if name == "decoder_with_past":
+            apply_make_stateful_transformation(
+                graph, {n: n.replace("past.", "present.", 1) for n in inputs
+                        if n.startswith("past.")})
+        if precision == "int8" and name in COMPRESSED:
+            import nncf
+
+            graph = nncf.compress_weights(graph)
+    return graph
