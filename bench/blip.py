@@ -140,12 +140,12 @@ class Baseline:
 
 
 def engines() -> list[str]:
-    """Every BLIP engine/precision this machine runs: OpenVINO's, then torch's."""
-    from vislang.models.blip import OPENVINO_PRECISIONS
+    """Every BLIP engine/precision this machine runs: exported engines first, then torch."""
+    from vislang.models.blip import EXPORTED_PRECISIONS
     from vislang.runtime import installed, supported_precisions
 
-    found = [f"openvino/{p}" for p in supported_precisions("openvino")
-             if p in OPENVINO_PRECISIONS] if installed("openvino") else []
+    found = [f"{b}/{p}" for b, allowed in EXPORTED_PRECISIONS.items() if installed(b)
+             for p in supported_precisions(b) if p in allowed]
     return found + [f"torch/{p}" for p in supported_precisions("torch")]
 
 

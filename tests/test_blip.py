@@ -103,8 +103,9 @@ def test_preprocessing_equals_the_blip_image_processor(caption_dir, images):
     assert (ours - theirs).abs().max() <= 1e-4
 
 
-BACKENDS = ["torch", pytest.param("openvino", marks=pytest.mark.skipif(
-    importlib.util.find_spec("openvino") is None, reason="needs the openvino extra"))]
+BACKENDS = ["torch"] + [pytest.param(b, marks=pytest.mark.skipif(
+    importlib.util.find_spec(module) is None, reason=f"needs the {b} extra"))
+    for b, module in (("openvino", "openvino"), ("onnx", "onnxruntime"))]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -112,7 +113,7 @@ BACKENDS = ["torch", pytest.param("openvino", marks=pytest.mark.skipif(
 @pytest.mark.parametrize("prompt", [None, "a picture of"])
 def test_caption_tokens_equal_transformers_generate(caption_dir, images, beams, prompt,
                                                     backend):
-    """Our loop on each engine (OpenVINO: the exported graphs, stateful decoder) in fp32."""
+    """Our loop on each engine in fp32 (OpenVINO and ONNX Runtime: the exported graphs)."""
     from vislang.captioning import caption_ids
     from vislang.models.blip import load_blip
 

@@ -1,10 +1,11 @@
-"""BLIP on OpenVINO: the seed notebook's graphs exported once, a stateful decoder, and clear
-errors for what BLIP cannot run. (Token equality with transformers' generate, fp32, greedy and
+"""BLIP on OpenVINO (and ONNX Runtime): the seed notebook's graphs exported once, a stateful
+decoder, and clear errors for what BLIP cannot run. (Token equality with transformers' generate, fp32, greedy and
 beam: tests/test_blip.py; right captions and answers in bf16 and int8: test_shapes_blip.py.)"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,9 +104,10 @@ def test_cli_export_writes_the_blip_graphs(vqa_dir, tmp_path):
     for path in report["files"].values():
         assert path.endswith(".xml") and (tmp_path / "ir" / path.split("/")[-1]).is_file()
 
-    out = run_cli("export", vqa_dir, "--backend", "onnx", "-o", tmp_path / "onnx")
-    assert out.returncode == 2 and out.stderr.startswith("error: BLIP runs on the torch or "
-                                                         "openvino backend")
+    out = run_cli("export", vqa_dir, "--backend", "onnx", "-o", tmp_path / "onnx", "--json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(Path(p).name for p in json.loads(out.stdout)["files"].values()) == [
+        "decoder.onnx", "decoder_with_past.onnx", "question.onnx", "vision.onnx"]
 
 
 def test_what_blip_cannot_run_is_a_clear_error(vqa_dir):
@@ -113,7 +115,9 @@ def test_what_blip_cannot_run_is_a_clear_error(vqa_dir):
         load_blip(str(vqa_dir), "openvino", "fp16")
     with pytest.raises(InputError, match="torch cannot run int8.*--backend openvino"):
         load_blip(str(vqa_dir), "torch", "int8")
-    with pytest.raises(InputError, match="no onnx export"):
-        load_blip(str(vqa_dir), "onnx")
+    with pytest.raises(InputError, match="onnx cannot run bf16.*--backend openvino"):
+        load_blip(str(vqa_dir), "onnx", "bf16")
+    with pytest.raises(InputError, match="BLIP runs on CUDA with the torch backend"):
+        load_blip(str(vqa_dir), "openvino", device="cuda")
     auto = load_blip(str(vqa_dir))
     assert auto.engine_choice.backend == "openvino"

@@ -117,12 +117,17 @@ def export(
 def _export_blip(model: str, backend: str, precision: str, images, out: Path,
                  json_out: bool) -> None:
     from vislang.models.blip import load_blip
+    from vislang.runtime.onnx_blip import export_onnx_blip
     from vislang.runtime.openvino_blip import export_blip
 
     blip = load_blip(model, backend, precision, calibration=images)
     with stderr.status(f"exporting {blip.model_key} to {backend}/{precision}..."):
-        paths = export_blip(lambda: blip.hf_model, blip.model_key, blip.task, precision,
-                            blip._calibration_pixels, out_dir=out)
+        if backend == "openvino":
+            paths = export_blip(lambda: blip.hf_model, blip.model_key, blip.task, precision,
+                                blip._calibration_pixels, out_dir=out)
+        else:
+            paths = export_onnx_blip(lambda: blip.hf_model, blip.model_key, blip.task,
+                                     precision, out_dir=out)
     if json_out:
         print_json({"model": blip.model_key, "backend": backend, "precision": precision,
                     "files": {graph: str(path) for graph, path in paths.items()}})

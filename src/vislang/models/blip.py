@@ -27,9 +27,10 @@ from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
 from vislang.runtime import EngineChoice, choose, installed
-from vislang.runtime.openvino_blip import PRECISIONS as OPENVINO_PRECISIONS
 from vislang.runtime.torch_engine import DTYPES
 
+# what BLIP's exported graphs run in, per backend
+EXPORTED_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnx": ("fp32", "int8")}
 CAPTION = "caption"
 VQA = "vqa"
 # transformers class named in a checkpoint's config.json -> what it can do
@@ -111,12 +112,17 @@ class BlipModel:
         self.pad_token_id: int = text.pad_token_id
 
     def _engine(self, weights: Callable[[], torch.nn.Module], device: str):
-        if self.engine_choice.backend == "openvino":
+        backend, precision = self.engine_choice.backend, self.engine_choice.precision
+        if backend == "openvino":
             from vislang.runtime.openvino_blip import OpenVINOBlipEngine
 
-            return OpenVINOBlipEngine(weights, self.model_key, self.task,
-                                      self.engine_choice.precision, self._calibration_pixels)
-        return TorchBlipEngine(weights, self.engine_choice.precision, device)
+            return OpenVINOBlipEngine(weights, self.model_key, self.task, precision,
+                                      self._calibration_pixels)
+        if backend == "onnx":
+            from vislang.runtime.onnx_blip import OnnxBlipEngine
+
+            return OnnxBlipEngine(weights, self.model_key, self.task, precision)
+        return TorchBlipEngine(weights, precision, device)
 
     def _calibration_pixels(self, count: int = 64) -> list[np.ndarray]:
         """Images to calibrate int8 on, preprocessed: the user's if given, else shapes scenes."""
@@ -189,17 +195,17 @@ def is_blip(name_or_path: str) -> bool:
 
 
 def _choose(backend: str, precision: str, device: str) -> EngineChoice:
-    """torch (any device) or OpenVINO (CPU); auto is OpenVINO on a CPU where it is installed."""
-    if backend == "onnx":
-        raise InputError("BLIP runs on the torch or openvino backend (no onnx export of its "
-                         "decoder yet); use --backend openvino, torch or auto")
+    """torch (any device), OpenVINO or ONNX Runtime (CPU); auto is OpenVINO on a CPU where it
+    is installed, else torch."""
     if backend == "auto" and not device.startswith("cuda") and installed("openvino"):
         backend = "openvino"
+    if backend in EXPORTED_PRECISIONS and device.startswith("cuda"):
+        raise InputError(f"BLIP runs on CUDA with the torch backend, not {backend}")
     choice = choose("torch" if backend == "auto" else backend, precision, device)
-    if choice.backend == "openvino":
-        if choice.precision not in OPENVINO_PRECISIONS:
-            raise InputError(f"BLIP on openvino runs in {', '.join(OPENVINO_PRECISIONS)}, "
-                             f"not {choice.precision}")
+    allowed = EXPORTED_PRECISIONS.get(choice.backend)
+    if allowed and choice.precision not in allowed:
+        raise InputError(f"BLIP on {choice.backend} runs in {', '.join(allowed)}, not "
+                         f"{choice.precision}")
     return choice
 
 

@@ -74,6 +74,11 @@ class DecoderWithPastGraph(torch.nn.Module):
         return (logits, *cache.keys, *cache.values, *cache.context_keys, *cache.context_values)
 
 
+def graph_names(task: str) -> tuple[str, ...]:
+    return ("vision", "question", "decoder", "decoder_with_past") if task == "vqa" else \
+        ("vision", "decoder", "decoder_with_past")
+
+
 def cache_names(layers: int, side: str) -> list[str]:
     """``past.key.0, ..., past.context_value.<layers-1>`` (side "past" or "present")."""
     return [f"{side}.{kind}.{i}" for kind in CACHE_KINDS for i in range(layers)]

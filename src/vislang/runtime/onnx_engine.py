@@ -35,16 +35,7 @@ class OnnxEngine:
     def _session(self, tower: str):
         """A tower's session, exported and opened on first use (see the OpenVINO engine)."""
         if tower not in self.sessions:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # One session uses every core, in throughput and latency mode alike.
-            options.intra_op_num_threads = os.cpu_count() or 1
-            providers = (["CUDAExecutionProvider", "CPUExecutionProvider"]
-                         if self.device.startswith("cuda") else ["CPUExecutionProvider"])
-            path = self._export([tower])[tower]
-            self.sessions[tower] = ort.InferenceSession(str(path), options, providers=providers)
+            self.sessions[tower] = open_session(self._export([tower])[tower], self.device)
         return self.sessions[tower]
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -59,6 +50,18 @@ class OnnxEngine:
         return torch.from_numpy(out.astype(np.float32))
 
 
+def open_session(path: Path, device: str = "cpu"):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One session uses every core, in throughput and latency mode alike.
+    options.intra_op_num_threads = os.cpu_count() or 1
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"]
+                 if device.startswith("cuda") else ["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
 def export_towers(weights: Callable, config, model_key: str, precision: str,
                   out_dir: Path | None = None, names: Sequence[str] = TOWERS) -> dict[str, Path]:
     """ONNX files (``image.onnx``, ``text.onnx``), from the cache when already exported;
@@ -69,28 +72,35 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.onnx"
         if not path.is_file():
-            # Build under temporary names and rename last: a killed export never looks finished.
-            fp32_path = folder / f"{name}.fp32.partial.onnx"
-            final_tmp = folder / f"{name}.partial.onnx"
-            with torch.no_grad(), quiet_export():
-                torch.onnx.export(tower(weights(), name), (example_inputs(config)[name],),
-                                  str(fp32_path), dynamo=False,
-                                  input_names=[INPUT_NAMES[name]], output_names=["embeds"],
-                                  dynamic_axes=DYNAMIC_AXES[name], opset_version=17)
-            if precision == "int8":
-                from onnxruntime.quantization import QuantType, quantize_dynamic
-
-                with quiet_export():
-                    quantize_dynamic(str(fp32_path), str(final_tmp), weight_type=QuantType.QInt8)
-                fp32_path.unlink()
-            elif precision == "fp16":
-                _to_fp16(fp32_path, final_tmp)
-                fp32_path.unlink()
-            else:
-                fp32_path.rename(final_tmp)
-            final_tmp.rename(path)
+            write_onnx(tower(weights(), name), (example_inputs(config)[name],), path,
+                       [INPUT_NAMES[name]], ["embeds"], DYNAMIC_AXES[name], precision)
         paths[name] = path
     return paths
+
+
+def write_onnx(module: torch.nn.Module, example: tuple, path: Path, input_names: list[str],
+               output_names: list[str], dynamic_axes: dict, precision: str) -> None:
+    """Export ``module`` to ``path`` at ``precision``: int8 weights by dynamic quantisation,
+    fp16 with float32 inputs and outputs."""
+    # Build under temporary names and rename last: a killed export never looks finished.
+    fp32_path = path.with_suffix(".fp32.partial.onnx")
+    final_tmp = path.with_suffix(".partial.onnx")
+    with torch.no_grad(), quiet_export():
+        torch.onnx.export(module, example, str(fp32_path), dynamo=False,
+                          input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=17)
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with quiet_export():
+            quantize_dynamic(str(fp32_path), str(final_tmp), weight_type=QuantType.QInt8)
+        fp32_path.unlink()
+    elif precision == "fp16":
+        _to_fp16(fp32_path, final_tmp)
+        fp32_path.unlink()
+    else:
+        fp32_path.rename(final_tmp)
+    final_tmp.rename(path)
 
 
 def _to_fp16(source: Path, dest: Path) -> None:

@@ -28,20 +28,15 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache, cpu_has_amx
+from vislang.runtime.blip_graphs import graph_names, graph_specs
 from vislang.runtime.openvino_engine import quantize_int8, save_ir
 from vislang.runtime.towers import quiet_export
 
-PRECISIONS = ("fp32", "bf16", "int8")
 COMPRESSED = ("decoder", "decoder_with_past")  # int8 weights only
 CALIBRATED = ("vision",)  # int8 weights and activations
 # Under the f32 hint OpenVINO multiplies int8 by int8 directly in these graphs; under bf16 it
 # converts around the int8 products (measured: the vision encoder 3x slower, steps 25% slower).
 INT8_UNDER_F32 = ("vision", "decoder_with_past")
-
-
-def graph_names(task: str) -> tuple[str, ...]:
-    return ("vision", "question", "decoder", "decoder_with_past") if task == "vqa" else \
-        ("vision", "decoder", "decoder_with_past")
 
 
 def inference_hint(precision: str, graph: str) -> str:
