@@ -26,7 +26,7 @@ from vislang.images import ImageSource
 from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
-from vislang.runtime import EngineChoice, choose, installed
+from vislang.runtime import EngineChoice, choose
 from vislang.runtime.torch_engine import DTYPES
 
 # what BLIP's exported graphs run in, per backend
@@ -197,11 +197,9 @@ def is_blip(name_or_path: str) -> bool:
 def _choose(backend: str, precision: str, device: str) -> EngineChoice:
     """torch (any device), OpenVINO or ONNX Runtime (CPU); auto is OpenVINO on a CPU where it
     is installed, else torch."""
-    if backend == "auto" and not device.startswith("cuda") and installed("openvino"):
-        backend = "openvino"
     if backend in EXPORTED_PRECISIONS and device.startswith("cuda"):
         raise InputError(f"BLIP runs on CUDA with the torch backend, not {backend}")
-    choice = choose("torch" if backend == "auto" else backend, precision, device)
+    choice = choose(backend, precision, device)  # auto: the same rule as CLIP's
     allowed = EXPORTED_PRECISIONS.get(choice.backend)
     if allowed and choice.precision not in allowed:
         raise InputError(f"BLIP on {choice.backend} runs in {', '.join(allowed)}, not "

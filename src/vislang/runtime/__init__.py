@@ -88,7 +88,8 @@ def _auto_backend(device: str) -> tuple[str, str]:
     if device.startswith("cuda"):
         return "torch", "CUDA: torch runs fp16 on the GPU directly"
     if installed("openvino"):
-        return "openvino", "OpenVINO is installed: the fastest CPU engine in bench/encode.py"
+        return "openvino", ("OpenVINO is installed: the fastest CPU engine in bench/encode.py "
+                            "and bench/blip.py")
     return "torch", f"OpenVINO is not installed ({EXTRAS['openvino']} for a faster CPU engine)"
 
 
