@@ -65,6 +65,10 @@ def test_graphs_are_exported_once_and_the_decoder_keeps_its_cache(vqa_dir, image
     assert [vislang.ask(i, "how many circles?", fresh) for i in images] == answers
     # ... without loading the torch weights: greedy decoding runs from the graphs alone
     assert "hf_model" not in fresh.engine.__dict__
+    # prepare() (what the CLI runs under its "first use exports" note) readies every graph
+    prepared = load_blip(str(vqa_dir), "openvino", "bf16")
+    prepared.prepare()
+    assert sorted(prepared.engine.compiled) == sorted(first)
 
 
 def test_steps_continue_the_rows_beam_search_picks(vqa_dir, images):

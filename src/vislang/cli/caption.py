@@ -16,16 +16,23 @@ BlipPrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16
                                    "CUDA), int8 (openvino: fastest) or auto (bf16 on CPUs with "
                                    "AMX, fp16 on CUDA, else fp32).")
 BlipBackendOption = typer.Option("auto", "--backend", help="Engine: auto (openvino on a CPU "
-                                 "where installed, else torch), openvino or torch.")
+                                 "where installed, else torch), openvino, onnx or torch.")
 
 
 def _load(name: str, quiet: bool, backend: str, precision: str):
+    """Load and prepare a BLIP. A first use of an exported engine exports (and for int8,
+    calibrates) its graphs: minutes for a real BLIP, so the person watching is told why."""
     from vislang.models.blip import load_blip
 
+    blip = load_blip(name, backend, precision)
     if quiet or not stderr.is_terminal:
-        return load_blip(name, backend, precision)
-    with stderr.status(f"loading {name}..."):
-        return load_blip(name, backend, precision)
+        blip.prepare()
+        return blip
+    choice = blip.engine_choice
+    with stderr.status(f"loading {name} ({choice.backend}/{choice.precision}; a first use "
+                       "exports and compiles its graphs, cached after)..."):
+        blip.prepare()
+    return blip
 
 
 def caption(

@@ -56,6 +56,9 @@ class TorchBlipEngine:
         with torch.inference_mode(False):  # first use may be inside inference_mode
             return self._weights().to(self.device, dtype=self.dtype)
 
+    def prepare(self) -> None:
+        _ = self.decoder  # loads the weights, packs the decoder's
+
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``float32[N, 3, H, W]`` -> patch embeddings ``[N, P, D]``."""
         pixel_values = pixel_values.to(self.device, dtype=self.dtype)
@@ -123,6 +126,11 @@ class BlipModel:
 
             return OnnxBlipEngine(weights, self.model_key, self.task, precision)
         return TorchBlipEngine(weights, precision, device)
+
+    def prepare(self) -> None:
+        """Do now what the first caption or answer would: load the weights, or export (if not
+        cached) and compile every graph."""
+        self.engine.prepare()
 
     def _calibration_pixels(self, count: int = 64) -> list[np.ndarray]:
         """Images to calibrate int8 on, preprocessed: the user's if given, else shapes scenes."""

@@ -54,6 +54,10 @@ class OnnxBlipEngine:
             self.sessions[graph] = open_session(path)
         return self.sessions[graph]
 
+    def prepare(self) -> None:
+        for graph in graph_names(self.task):
+            self._session(graph)
+
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self._session(graph)
         outputs = session.run(None, feeds)

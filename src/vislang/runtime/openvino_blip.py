@@ -92,6 +92,10 @@ class OpenVINOBlipEngine:
             self.compiled[graph] = core.compile_model(model, "CPU", config)
         return self.compiled[graph]
 
+    def prepare(self) -> None:
+        for graph in graph_names(self.task):
+            self._compiled(graph)
+
     def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict:
         return self._compiled(graph)(inputs)
 
