@@ -125,3 +125,17 @@ def test_what_blip_cannot_run_is_a_clear_error(vqa_dir):
         load_blip(str(vqa_dir), "openvino", device="cuda")
     auto = load_blip(str(vqa_dir))
     assert auto.engine_choice.backend == "openvino"
+
+
+def test_a_first_int8_run_keeps_json_output_clean(tmp_path):
+    """NNCF draws progress bars on stdout while it quantises; --json must still be JSON."""
+    from vislang.datasets.shapes import generate_scene
+
+    scene = generate_scene(4242, 0)
+    path = tmp_path / "scene.png"
+    scene.image.save(path)
+    out = run_cli("caption", path, "--model", "shapes-blip-caption", "--backend", "openvino",
+                  "--precision", "int8", "--json", env={"VISLANG_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["caption"] == scene.caption
