@@ -68,7 +68,7 @@ def test_graphs_are_exported_once_and_the_decoder_keeps_its_cache(vqa_dir, image
     # prepare() (what the CLI runs under its "first use exports" note) readies every graph
     prepared = load_blip(str(vqa_dir), "openvino", "bf16")
     prepared.prepare()
-    assert sorted(prepared.engine.compiled) == sorted(first)
+    assert sorted(prepared.engine.graphs) == sorted(first)
 
 
 def test_steps_continue_the_rows_beam_search_picks(vqa_dir, images):

@@ -1,4 +1,5 @@
-"""A BLIP checkpoint as the seed notebook's stand-alone graphs, for export.
+"""A BLIP checkpoint as the seed notebook's stand-alone graphs, for export, and what the engines
+that run them (OpenVINO, ONNX Runtime) share.
 
 - ``vision``: ``pixel_values [N, 3, S, S] -> image_embeds [N, P, D]``;
 - ``question`` (VQA only): ``input_ids, attention_mask, image_embeds -> [N, T, D]``;
@@ -17,6 +18,10 @@ variable that stays inside the compiled model between steps.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
 from vislang.models.blip_decoder import BlipDecoder, DecoderCache
@@ -126,3 +131,45 @@ def graph_specs(hf_model, task: str) -> dict[str, tuple[torch.nn.Module, tuple, 
                              [[-1, -1], [-1, -1], [-1, -1, vision.hidden_size]],
                              ["question_embeds"])
     return specs
+
+
+class ExportedBlipEngine:
+    """What the OpenVINO and ONNX Runtime BLIP engines share: graphs made ready on first use,
+    the encoders, and the fp32 weights (loaded only to export, or for beam search's settings).
+    Subclasses give ``_load(graph)`` and ``_run(graph, feeds) -> {output name: array}``, and
+    ``decode`` / ``reorder`` with their own kind of cache."""
+
+    def __init__(self, weights: Callable[[], torch.nn.Module], model_key: str, task: str,
+                 precision: str):
+        self._weights = weights
+        self.model_key, self.task, self.precision = model_key, task, precision
+        self.graphs: dict[str, object] = {}
+
+    @functools.cached_property
+    def hf_model(self) -> torch.nn.Module:
+        return self._weights()
+
+    def _graph(self, name: str):
+        if name not in self.graphs:
+            self.graphs[name] = self._load(name)
+        return self.graphs[name]
+
+    def prepare(self) -> None:
+        for name in graph_names(self.task):
+            self._graph(name)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self._run("vision", {"pixel_values": as_array(pixel_values, np.float32)})
+        return torch.from_numpy(out["image_embeds"])
+
+    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        image_embeds: torch.Tensor) -> torch.Tensor:
+        out = self._run("question", {"input_ids": as_array(input_ids, np.int64),
+                                     "attention_mask": as_array(attention_mask, np.int64),
+                                     "image_embeds": as_array(image_embeds, np.float32)})
+        return torch.from_numpy(out["question_embeds"])
+
+
+def as_array(tensor: torch.Tensor, dtype) -> np.ndarray:
+    torch_type = torch.float32 if dtype == np.float32 else torch.int64
+    return np.ascontiguousarray(tensor.detach().cpu().to(torch_type).numpy())

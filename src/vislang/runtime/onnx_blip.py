@@ -8,7 +8,6 @@ costs no copy. Precisions: fp32, and int8 (weights quantised dynamically, as for
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.blip_graphs import graph_names, graph_specs
+from vislang.runtime.blip_graphs import ExportedBlipEngine, as_array, graph_names, graph_specs
 from vislang.runtime.onnx_engine import open_session, write_onnx
 
 
@@ -30,56 +29,27 @@ class OnnxCache:
     rows: np.ndarray
 
 
-class OnnxBlipEngine:
+class OnnxBlipEngine(ExportedBlipEngine):
     """``encode_images``, ``encode_question``, ``decode`` and ``reorder`` on ONNX Runtime
     sessions (the interface of ``vislang.models.blip.TorchBlipEngine``)."""
 
     name = "onnx"
 
-    def __init__(self, weights: Callable[[], torch.nn.Module], model_key: str, task: str,
-                 precision: str):
-        self._weights = weights
-        self.model_key, self.task, self.precision = model_key, task, precision
-        self.sessions: dict[str, object] = {}
-
-    @functools.cached_property
-    def hf_model(self) -> torch.nn.Module:
-        """The fp32 transformers model: needed to export, and for beam search's settings."""
-        return self._weights()
-
-    def _session(self, graph: str):
-        if graph not in self.sessions:
-            path = export_onnx_blip(lambda: self.hf_model, self.model_key, self.task,
-                                    self.precision, names=[graph])[graph]
-            self.sessions[graph] = open_session(path)
-        return self.sessions[graph]
-
-    def prepare(self) -> None:
-        for graph in graph_names(self.task):
-            self._session(graph)
+    def _load(self, graph: str):
+        return open_session(export_onnx_blip(lambda: self.hf_model, self.model_key, self.task,
+                                             self.precision, names=[graph])[graph])
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self._session(graph)
+        session = self._graph(graph)
         outputs = session.run(None, feeds)
         return dict(zip((o.name for o in session.get_outputs()), outputs))
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self._run("vision", {"pixel_values": _array(pixel_values, np.float32)})
-        return torch.from_numpy(out["image_embeds"])
-
-    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        image_embeds: torch.Tensor) -> torch.Tensor:
-        out = self._run("question", {"input_ids": _array(input_ids, np.int64),
-                                     "attention_mask": _array(attention_mask, np.int64),
-                                     "image_embeds": _array(image_embeds, np.float32)})
-        return torch.from_numpy(out["question_embeds"])
-
     def decode(self, input_ids: torch.Tensor, context: torch.Tensor,
                past: OnnxCache | None = None) -> tuple[torch.Tensor, OnnxCache]:
-        ids = _array(input_ids, np.int64)
+        ids = as_array(input_ids, np.int64)
         if past is None:
             out = self._run("decoder", {"input_ids": ids,
-                                        "context": _array(context, np.float32)})
+                                        "context": as_array(context, np.float32)})
             arrays = {}
         else:
             out = self._run("decoder_with_past",
@@ -92,11 +62,6 @@ class OnnxBlipEngine:
     @staticmethod
     def reorder(past: OnnxCache, index: torch.Tensor) -> OnnxCache:
         return OnnxCache(past.arrays, past.rows[index.cpu().numpy()])
-
-
-def _array(tensor: torch.Tensor, dtype) -> np.ndarray:
-    torch_type = torch.float32 if dtype == np.float32 else torch.int64
-    return np.ascontiguousarray(tensor.detach().cpu().to(torch_type).numpy())
 
 
 class _SelfCachesOut(torch.nn.Module):

@@ -19,7 +19,6 @@ graph gets what measured fastest (bench/blip.py):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache, cpu_has_amx
-from vislang.runtime.blip_graphs import graph_names, graph_specs
+from vislang.runtime.blip_graphs import ExportedBlipEngine, as_array, graph_names, graph_specs
 from vislang.runtime.openvino_engine import quantize_int8, save_ir
 from vislang.runtime.towers import quiet_export
 
@@ -56,7 +55,7 @@ class StatefulCache:
     rows: np.ndarray
 
 
-class OpenVINOBlipEngine:
+class OpenVINOBlipEngine(ExportedBlipEngine):
     """``encode_images``, ``encode_question``, ``decode`` and ``reorder`` on compiled graphs,
     the interface of ``vislang.models.blip.TorchBlipEngine``; results are float32 tensors.
     One engine serves one caller at a time."""
@@ -65,63 +64,39 @@ class OpenVINOBlipEngine:
 
     def __init__(self, weights: Callable[[], torch.nn.Module], model_key: str, task: str,
                  precision: str, calibration: Callable[[], list[np.ndarray]] | None = None):
-        self._weights = weights
-        self.model_key, self.task, self.precision = model_key, task, precision
+        super().__init__(weights, model_key, task, precision)
         self._calibration = calibration
-        self.compiled: dict[str, object] = {}
 
-    @functools.cached_property
-    def hf_model(self) -> torch.nn.Module:
-        """The fp32 transformers model: needed to export, and for beam search's settings."""
-        return self._weights()
+    def _load(self, graph: str):
+        """A graph exported (first time only) and compiled."""
+        import openvino as ov
 
-    def _compiled(self, graph: str):
-        """A graph exported (first time only) and compiled on its first use."""
-        if graph not in self.compiled:
-            import openvino as ov
-
-            core = ov.Core()
-            path = export_blip(lambda: self.hf_model, self.model_key, self.task, self.precision,
-                               self._calibration, names=[graph])[graph]
-            hint = inference_hint(self.precision, graph)
-            model = core.read_model(str(path))
-            if graph == "decoder" and hint == "bf16":
-                model = _bf16_caches(model)
-            config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-                      "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
-            self.compiled[graph] = core.compile_model(model, "CPU", config)
-        return self.compiled[graph]
-
-    def prepare(self) -> None:
-        for graph in graph_names(self.task):
-            self._compiled(graph)
+        core = ov.Core()
+        path = export_blip(lambda: self.hf_model, self.model_key, self.task, self.precision,
+                           self._calibration, names=[graph])[graph]
+        hint = inference_hint(self.precision, graph)
+        model = core.read_model(str(path))
+        if graph == "decoder" and hint == "bf16":
+            model = _bf16_caches(model)
+        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                  "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
+        return core.compile_model(model, "CPU", config)
 
     def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict:
-        return self._compiled(graph)(inputs)
-
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self._run("vision", {"pixel_values": _array(pixel_values, np.float32)})
-        return torch.from_numpy(out["image_embeds"])
-
-    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        image_embeds: torch.Tensor) -> torch.Tensor:
-        out = self._run("question", {"input_ids": _array(input_ids, np.int64),
-                                     "attention_mask": _array(attention_mask, np.int64),
-                                     "image_embeds": _array(image_embeds, np.float32)})
-        return torch.from_numpy(out["question_embeds"])
+        return self._graph(graph)(inputs)
 
     def decode(self, input_ids: torch.Tensor, context: torch.Tensor,
                past: StatefulCache | None = None) -> tuple[torch.Tensor, StatefulCache]:
         """One decoder step (see ``TorchBlipEngine.decode``). The first step runs the
         ``decoder`` graph and moves its caches into a fresh request of ``decoder_with_past``."""
-        ids = _array(input_ids, np.int64)
+        ids = as_array(input_ids, np.int64)
         if past is None:
             # The prompt's caches go straight from its request's outputs into the variables
             # (no copies in between: the context's keys and values are ~40 MB for an image).
-            prompt = self._compiled("decoder").create_infer_request()
-            out = prompt.infer({"input_ids": ids, "context": _array(context, np.float32)},
+            prompt = self._graph("decoder").create_infer_request()
+            out = prompt.infer({"input_ids": ids, "context": as_array(context, np.float32)},
                                share_outputs=True)
-            request = self._compiled("decoder_with_past").create_infer_request()
+            request = self._graph("decoder_with_past").create_infer_request()
             for state in request.query_state():
                 state.state = prompt.get_tensor(_present(state.name))
             logits = out["logits"].copy()
@@ -135,11 +110,6 @@ class OpenVINOBlipEngine:
     def reorder(past: StatefulCache, index: torch.Tensor) -> StatefulCache:
         """Continue cache rows ``index`` on the next step (beam search's reshuffle)."""
         return StatefulCache(past.request, past.rows[index.cpu().numpy()])
-
-
-def _array(tensor: torch.Tensor, dtype) -> np.ndarray:
-    return np.ascontiguousarray(tensor.detach().cpu().to(torch.float32 if dtype == np.float32
-                                                          else torch.int64).numpy())
 
 
 def _bf16_caches(model):
