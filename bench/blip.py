@@ -22,7 +22,7 @@ baseline's and the ratios are medians of paired runs. Checks: our torch fp32 tok
 shipped shapes BLIPs, each engine gives the same captions and answers as torch fp32 on
 held-out scenes, and where an answer differs, how close a call it was in fp32.
 
-    .venv/bin/python bench/blip.py               # real size: about 15 minutes on 2 cores
+    .venv/bin/python bench/blip.py               # real size: about 17 minutes on 2 cores
     .venv/bin/python bench/blip.py --arch tiny   # seconds: checks the script only
     .venv/bin/python bench/blip.py --json
 """
