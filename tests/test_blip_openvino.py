@@ -139,3 +139,26 @@ def test_a_first_int8_run_keeps_json_output_clean(tmp_path):
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)
     assert row["caption"] == scene.caption
+
+
+def test_two_processes_exporting_at_once_both_answer(tmp_path):
+    """Two first uses at the same moment share one fresh engine cache: both finish, agree,
+    and leave no half-written graph behind."""
+    import subprocess
+
+    from conftest import VISLANG
+    from vislang.datasets.shapes import generate_scene
+
+    scene = generate_scene(777, 1)
+    path = tmp_path / "scene.png"
+    scene.image.save(path)
+    env = {**__import__("os").environ, "VISLANG_CACHE": str(tmp_path / "cache")}
+    command = [str(VISLANG), "ask", str(path), "how many circles are there?", "--model",
+               "shapes-blip-vqa", "--backend", "openvino", "--precision", "fp32", "--json"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    answers = {json.loads(out)["answer"] for out, _ in outputs}
+    assert len(answers) == 1
+    assert not list((tmp_path / "cache").rglob("*partial*"))

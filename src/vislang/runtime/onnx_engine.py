@@ -82,9 +82,10 @@ def write_onnx(module: torch.nn.Module, example: tuple, path: Path, input_names:
                output_names: list[str], dynamic_axes: dict, precision: str) -> None:
     """Export ``module`` to ``path`` at ``precision``: int8 weights by dynamic quantisation,
     fp16 with float32 inputs and outputs."""
-    # Build under temporary names and rename last: a killed export never looks finished.
-    fp32_path = path.with_suffix(".fp32.partial.onnx")
-    final_tmp = path.with_suffix(".partial.onnx")
+    # Build under temporary names and rename last: a killed export never looks finished, and
+    # two processes exporting at once (both on a first use) never write into one file.
+    fp32_path = path.with_suffix(f".fp32.{os.getpid()}.partial.onnx")
+    final_tmp = path.with_suffix(f".{os.getpid()}.partial.onnx")
     with torch.no_grad(), quiet_export():
         torch.onnx.export(module, example, str(fp32_path), dynamo=False,
                           input_names=input_names, output_names=output_names,

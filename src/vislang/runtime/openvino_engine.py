@@ -9,6 +9,7 @@ silently run in bf16 even when fp32 was asked for.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -117,8 +118,9 @@ def save_ir(graph, path: Path, precision: str) -> None:
     """Write ``graph`` as ``path`` (.xml + .bin), weights in FP16 below fp32 precision."""
     import openvino as ov
 
-    # Write under a temporary name, .xml last: a killed export never looks finished.
-    staging = path.with_suffix(".partial.xml")
+    # Write under a temporary name, .xml last: a killed export never looks finished, and two
+    # processes exporting at once (both on a first use) never write into one file.
+    staging = path.with_suffix(f".{os.getpid()}.partial.xml")
     ov.save_model(graph, str(staging), compress_to_fp16=precision in ("bf16", "fp16"))
     staging.with_suffix(".bin").rename(path.with_suffix(".bin"))
     staging.rename(path)
