@@ -145,10 +145,7 @@ def export_blip(weights: Callable[[], torch.nn.Module], model_key: str, task: st
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.xml"
         if not path.is_file():
-            from vislang.runtime.blip_graphs import graph_specs
-
             specs = specs or graph_specs(weights(), task)
-            # int8 leaves the encoders' weights as bf16's are: FP16 in the IR
             graph = _convert(name, *specs[name], precision)
             if precision == "int8" and name in CALIBRATED:
                 with quiet_export():
