@@ -115,16 +115,19 @@ class BlipModel:
         self.pad_token_id: int = text.pad_token_id
 
     def _engine(self, weights: Callable[[], torch.nn.Module], device: str):
+        from vislang.runtime.cache import engine_key
+
         backend, precision = self.engine_choice.backend, self.engine_choice.precision
+        key = engine_key(self.model_key, precision, self._calibration_images)
         if backend == "openvino":
             from vislang.runtime.openvino_blip import OpenVINOBlipEngine
 
-            return OpenVINOBlipEngine(weights, self.model_key, self.task, precision,
+            return OpenVINOBlipEngine(weights, key, self.task, precision,
                                       self._calibration_pixels)
         if backend == "onnx":
             from vislang.runtime.onnx_blip import OnnxBlipEngine
 
-            return OnnxBlipEngine(weights, self.model_key, self.task, precision)
+            return OnnxBlipEngine(weights, key, self.task, precision)
         return TorchBlipEngine(weights, precision, device)
 
     def prepare(self) -> None:

@@ -34,6 +34,7 @@ class ClipModel:
                  precision: str = "fp32", mode: str = "throughput",
                  calibration: Sequence[ImageInput] | None = None):
         from vislang.runtime import choose, create_engine
+        from vislang.runtime.cache import engine_key
 
         self.checkpoint = checkpoint
         self.config = config
@@ -47,8 +48,9 @@ class ClipModel:
         self._weights = weights
         self._calibration_images = calibration
         self.engine_choice = choose(backend, precision, device)
-        self.engine = create_engine(weights, config, checkpoint.model_key, self.engine_choice,
-                                    device, mode, calibration=self._calibration_data)
+        key = engine_key(checkpoint.model_key, self.engine_choice.precision, calibration)
+        self.engine = create_engine(weights, config, key, self.engine_choice, device, mode,
+                                    calibration=self._calibration_data)
 
     @functools.cached_property
     def transform(self) -> ImageTransform:

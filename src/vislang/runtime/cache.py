@@ -48,6 +48,24 @@ def entry_dir(model_key: str, tower: str, backend: str, precision: str, extra: s
     return folder
 
 
+def engine_key(model_key: str, precision: str, calibration) -> str:
+    """The key an engine's exports are cached under: the model's, plus, for int8 calibrated on
+    the user's own images, which images (paths with size and time, or the bytes), so another
+    calibration set is another export rather than a stale hit."""
+    if precision != "int8" or not calibration:
+        return model_key
+    digest = hashlib.sha256()
+    for item in calibration:
+        if isinstance(item, (str, os.PathLike)):
+            stat = os.stat(item)
+            digest.update(f"{os.path.abspath(item)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            digest.update(bytes(item))
+        else:  # a PIL image
+            digest.update(item.tobytes())
+    return f"{model_key}#calibration={digest.hexdigest()[:16]}"
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path

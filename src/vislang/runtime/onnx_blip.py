@@ -85,7 +85,7 @@ def export_onnx_blip(weights: Callable[[], torch.nn.Module], model_key: str, tas
         folder = Path(out_dir or cache.entry_dir(model_key, f"blip-{name}", "onnx", precision))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.onnx"
-        if not path.is_file():
+        if out_dir is not None or not path.is_file():  # an explicit export always writes
             specs = specs or graph_specs(weights(), task)
             module, example, inputs, shapes, outputs = specs[name]
             if name == "decoder_with_past":

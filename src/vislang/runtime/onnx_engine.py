@@ -71,7 +71,7 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
         folder = Path(out_dir or cache.entry_dir(model_key, name, "onnx", precision))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.onnx"
-        if not path.is_file():
+        if out_dir is not None or not path.is_file():  # an explicit export always writes
             write_onnx(tower(weights(), name), (example_inputs(config)[name],), path,
                        [INPUT_NAMES[name]], ["embeds"], DYNAMIC_AXES[name], precision)
         paths[name] = path

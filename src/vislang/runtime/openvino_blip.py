@@ -144,7 +144,7 @@ def export_blip(weights: Callable[[], torch.nn.Module], model_key: str, task: st
                                                  precision))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.xml"
-        if not path.is_file():
+        if out_dir is not None or not path.is_file():  # an explicit export always writes
             specs = specs or graph_specs(weights(), task)
             graph = _convert(name, *specs[name], precision)
             if precision == "int8" and name in CALIBRATED:

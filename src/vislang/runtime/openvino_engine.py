@@ -98,7 +98,7 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
         folder = Path(out_dir or cache.entry_dir(model_key, name, "openvino", precision))
         folder.mkdir(parents=True, exist_ok=True)
         path = Path(folder) / f"{name}.xml"
-        if not path.is_file():
+        if out_dir is not None or not path.is_file():  # an explicit export always writes
             import openvino as ov
 
             example = example_inputs(config)[name]
