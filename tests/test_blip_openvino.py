@@ -67,7 +67,9 @@ def test_graphs_are_exported_once_and_the_decoder_keeps_its_cache(vqa_dir, image
 
     fresh = load_blip(str(vqa_dir), "openvino", "fp32")  # from the cache, same answers
     assert [vislang.ask(i, "how many circles?", fresh) for i in images] == answers
-    # ... without loading the torch weights: greedy decoding runs from the graphs alone
+    # ... without loading the torch weights: greedy decoding runs from the graphs alone, and
+    # beam search reads its settings from the config
+    vislang.ask(images[0], "how many circles?", fresh, beams=3)
     assert "hf_model" not in fresh.engine.__dict__
     # prepare() (what the CLI runs under its "first use exports" note) readies every graph
     prepared = load_blip(str(vqa_dir), "openvino", "bf16")

@@ -104,7 +104,7 @@ def _generate(blip: BlipModel, prompt: torch.Tensor, context: torch.Tensor, beam
               max_tokens: int) -> list[list[int]]:
     if beams == 1:
         return _greedy(blip, prompt, context, max_tokens)
-    gen = blip.hf_model.text_decoder.generation_config  # what text_decoder.generate would use
+    gen = blip.generation_config
     # transformers 5 leaves unset fields None and then applies its defaults (1.0, False)
     length_penalty = 1.0 if gen.length_penalty is None else float(gen.length_penalty)
     early_stopping = False if gen.early_stopping is None else gen.early_stopping

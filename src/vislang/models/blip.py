@@ -153,6 +153,14 @@ class BlipModel:
     def model_key(self) -> str:
         return self.checkpoint.model_key
 
+    @functools.cached_property
+    def generation_config(self):
+        """The settings ``text_decoder.generate`` uses (beam search's length penalty and early
+        stop): transformers builds them from the text config, so no weights need loading."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig.from_model_config(self.config.text_config)
+
     @property
     def hf_model(self) -> torch.nn.Module:
         """The transformers model the engine runs (in its precision), loaded on first use."""

@@ -135,7 +135,7 @@ def graph_specs(hf_model, task: str) -> dict[str, tuple[torch.nn.Module, tuple, 
 
 class ExportedBlipEngine:
     """What the OpenVINO and ONNX Runtime BLIP engines share: graphs made ready on first use,
-    the encoders, and the fp32 weights (loaded only to export, or for beam search's settings).
+    the encoders, and the fp32 weights (loaded only to export).
     Subclasses give ``_load(graph)`` and ``_run(graph, feeds) -> {output name: array}``, and
     ``decode`` / ``reorder`` with their own kind of cache."""
 

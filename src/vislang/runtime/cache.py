@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +47,23 @@ def entry_dir(model_key: str, tower: str, backend: str, precision: str, extra: s
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").write_text(json.dumps(identity, indent=2))
     return folder
+
+
+def export_files(model_key: str, names: Sequence[str], backend: str, precision: str,
+                 suffix: str, write: Callable[[str, Path], None], out_dir: Path | None = None,
+                 prefix: str = "") -> dict[str, Path]:
+    """Each graph's file (``<name><suffix>``): from the cache when already exported, written
+    by ``write(name, path)`` when not. An explicit export to ``out_dir`` always writes, with
+    what was asked for now."""
+    paths = {}
+    for name in names:
+        folder = Path(out_dir or entry_dir(model_key, prefix + name, backend, precision))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}{suffix}"
+        if out_dir is not None or not path.is_file():
+            write(name, path)
+        paths[name] = path
+    return paths
 
 
 def engine_key(model_key: str, precision: str, calibration) -> str:

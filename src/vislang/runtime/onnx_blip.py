@@ -8,6 +8,7 @@ costs no copy. Precisions: fp32, and int8 (weights quantised dynamically, as for
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,19 +81,16 @@ def export_onnx_blip(weights: Callable[[], torch.nn.Module], model_key: str, tas
                      names: Sequence[str] | None = None) -> dict[str, Path]:
     """ONNX files (``vision.onnx``, ``question.onnx`` for VQA, ``decoder.onnx``,
     ``decoder_with_past.onnx``), from the cache when already exported (see ``export_blip``)."""
-    paths, specs = {}, None
-    for name in names or graph_names(task):
-        folder = Path(out_dir or cache.entry_dir(model_key, f"blip-{name}", "onnx", precision))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.onnx"
-        if out_dir is not None or not path.is_file():  # an explicit export always writes
-            specs = specs or graph_specs(weights(), task)
-            module, example, inputs, shapes, outputs = specs[name]
-            if name == "decoder_with_past":
-                outputs = [o for o in outputs if not o.startswith("present.context_")]
-                module = _SelfCachesOut(module, len(outputs))
-            axes = {n: {i: f"{n}.{i}" for i, size in enumerate(shape) if size == -1}
-                    for n, shape in zip(inputs, shapes)}
-            write_onnx(module, example, path, inputs, outputs, axes, precision)
-        paths[name] = path
-    return paths
+    specs = functools.cache(lambda: graph_specs(weights(), task))  # traced once for all
+
+    def write(name: str, path: Path) -> None:
+        module, example, inputs, shapes, outputs = specs()[name]
+        if name == "decoder_with_past":
+            outputs = [o for o in outputs if not o.startswith("present.context_")]
+            module = _SelfCachesOut(module, len(outputs))
+        axes = {n: {i: f"{n}.{i}" for i, size in enumerate(shape) if size == -1}
+                for n, shape in zip(inputs, shapes)}
+        write_onnx(module, example, path, inputs, outputs, axes, precision)
+
+    return cache.export_files(model_key, names or graph_names(task), "onnx", precision,
+                              ".onnx", write, out_dir, prefix="blip-")

@@ -66,16 +66,12 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
                   out_dir: Path | None = None, names: Sequence[str] = TOWERS) -> dict[str, Path]:
     """ONNX files (``image.onnx``, ``text.onnx``), from the cache when already exported;
     ``weights()`` gives the transformers model, and is called only when one must be made."""
-    paths = {}
-    for name in names:
-        folder = Path(out_dir or cache.entry_dir(model_key, name, "onnx", precision))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.onnx"
-        if out_dir is not None or not path.is_file():  # an explicit export always writes
-            write_onnx(tower(weights(), name), (example_inputs(config)[name],), path,
-                       [INPUT_NAMES[name]], ["embeds"], DYNAMIC_AXES[name], precision)
-        paths[name] = path
-    return paths
+
+    def write(name: str, path: Path) -> None:
+        write_onnx(tower(weights(), name), (example_inputs(config)[name],), path,
+                   [INPUT_NAMES[name]], ["embeds"], DYNAMIC_AXES[name], precision)
+
+    return cache.export_files(model_key, names, "onnx", precision, ".onnx", write, out_dir)
 
 
 def write_onnx(module: torch.nn.Module, example: tuple, path: Path, input_names: list[str],

@@ -19,6 +19,7 @@ graph gets what measured fastest (bench/blip.py):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,21 +139,17 @@ def export_blip(weights: Callable[[], torch.nn.Module], model_key: str, task: st
     ``decoder_with_past.xml``), from the cache when already exported; ``weights()`` gives the
     fp32 transformers model and is called only when a graph must be made; ``calibration()``
     gives pixel arrays ``[1, 3, S, S]`` to quantise the vision encoder on (int8)."""
-    paths, specs = {}, None
-    for name in names or graph_names(task):
-        folder = Path(out_dir or cache.entry_dir(model_key, f"blip-{name}", "openvino",
-                                                 precision))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.xml"
-        if out_dir is not None or not path.is_file():  # an explicit export always writes
-            specs = specs or graph_specs(weights(), task)
-            graph = _convert(name, *specs[name], precision)
-            if precision == "int8" and name in CALIBRATED:
-                with quiet_export():
-                    graph = quantize_int8(graph, calibration())
-            save_ir(graph, path, precision)
-        paths[name] = path
-    return paths
+    specs = functools.cache(lambda: graph_specs(weights(), task))  # traced once for all
+
+    def write(name: str, path: Path) -> None:
+        graph = _convert(name, *specs()[name], precision)
+        if precision == "int8" and name in CALIBRATED:
+            with quiet_export():
+                graph = quantize_int8(graph, calibration())
+        save_ir(graph, path, precision)
+
+    return cache.export_files(model_key, names or graph_names(task), "openvino", precision,
+                              ".xml", write, out_dir, prefix="blip-")
 
 
 def _convert(name: str, module, example, inputs: list[str], shapes: list, outputs: list[str],

@@ -9,6 +9,7 @@ silently run in bf16 even when fp32 was asked for.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -92,26 +93,21 @@ def export_towers(weights: Callable, config, model_key: str, precision: str,
                   out_dir: Path | None = None, names: Sequence[str] = TOWERS) -> dict[str, Path]:
     """IR files (``image.xml``, ``text.xml``), from the cache when already exported;
     ``weights()`` gives the transformers model, and is called only when one must be made."""
-    paths = {}
-    data = None
-    for name in names:
-        folder = Path(out_dir or cache.entry_dir(model_key, name, "openvino", precision))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = Path(folder) / f"{name}.xml"
-        if out_dir is not None or not path.is_file():  # an explicit export always writes
-            import openvino as ov
+    data = functools.cache(calibration) if calibration else None  # one calibration set for both
 
-            example = example_inputs(config)[name]
-            shape = [-1, *example.shape[1:]] if name == "image" else [-1, -1]
-            with torch.no_grad(), quiet_export():
-                graph = ov.convert_model(tower(weights(), name), example_input=example,
-                                         input=[ov.PartialShape(shape)])
-                if precision == "int8":
-                    data = data if data is not None else calibration()
-                    graph = quantize_int8(graph, data[name])
-            save_ir(graph, path, precision)
-        paths[name] = path
-    return paths
+    def write(name: str, path: Path) -> None:
+        import openvino as ov
+
+        example = example_inputs(config)[name]
+        shape = [-1, *example.shape[1:]] if name == "image" else [-1, -1]
+        with torch.no_grad(), quiet_export():
+            graph = ov.convert_model(tower(weights(), name), example_input=example,
+                                     input=[ov.PartialShape(shape)])
+            if precision == "int8":
+                graph = quantize_int8(graph, data()[name])
+        save_ir(graph, path, precision)
+
+    return cache.export_files(model_key, names, "openvino", precision, ".xml", write, out_dir)
 
 
 def save_ir(graph, path: Path, precision: str) -> None:
