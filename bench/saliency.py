@@ -102,13 +102,15 @@ def seed_async(checkpoint: Path, image: Image.Image, progress) -> tuple[np.ndarr
     import openvino as ov
     from transformers import CLIPModel, CLIPProcessor
 
-    from vislang.runtime.towers import example_inputs, quiet_export, tower
+    from vislang.runtime.towers import quiet_export
 
     model = CLIPModel.from_pretrained(checkpoint).eval()
     processor = CLIPProcessor.from_pretrained(checkpoint)
+    side = model.config.vision_config.image_size
+    # The notebook's graph: the model's image_embeds, for a static [1, 3, 224, 224] input.
     with torch.no_grad(), quiet_export():
-        graph = ov.convert_model(tower(model, "image"),
-                                 example_input=example_inputs(model.config)["image"])
+        graph = ov.convert_model(SeedImageGraph(model), example_input=torch.zeros(1, 3, side, side),
+                                 input=[ov.PartialShape([1, 3, side, side])])
     image_model = ov.Core().compile_model(graph, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
 
     def cosine_similarity(one, other):
@@ -143,6 +145,18 @@ def seed_async(checkpoint: Path, image: Image.Image, progress) -> tuple[np.ndarr
     queue.wait_all()
     progress("seed async loop done")
     return saliency_map, time.perf_counter() - start
+
+
+class SeedImageGraph(torch.nn.Module):
+    """What the notebook converts: the whole model's ``image_embeds`` (transformers' full
+    encoder; vislang's own towers skip unpooled work in the last layer)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=pixel_values).pooler_output
 
 
 def timed(fn, *args, **kwargs):

@@ -41,6 +41,32 @@ def test_engine_matches_torch_fp32(tiny_clip_dir, reference, backend, precision)
     assert (texts * reference[1]).sum(axis=1).min() >= bound
 
 
+@pytest.mark.parametrize("eos_token_id", [49407, 2], ids=["eos-49407", "legacy-eos-2"])
+def test_exported_towers_equal_transformers(tiny_clip_dir, eos_token_id):
+    """The graphs every exported engine is made from skip the last layer's work on positions
+    that are not pooled; the features must still be transformers' own, wherever the end token
+    is and whatever follows it (padding with the end token, or other ids)."""
+    import torch
+    from transformers import CLIPModel
+
+    from vislang.runtime.towers import tower
+
+    hf = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    hf.config.text_config.eos_token_id = hf.text_model.eos_token_id = eos_token_id
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 49000, (4, 12), generator=generator)
+    ids[:, 0] = 49406
+    for row, end in enumerate((3, 11, 6, 1)):  # end token at different places ...
+        ids[row, end] = 49407  # with eos 2, pooling takes the highest id: this one too
+    ids[0, 4:] = 49407  # ... padded with it, or followed by other words
+    pixels = torch.randn(3, 3, 32, 32, generator=generator)
+    with torch.no_grad():
+        expected_text = hf.get_text_features(input_ids=ids).pooler_output
+        expected_image = hf.get_image_features(pixel_values=pixels).pooler_output
+        assert torch.allclose(tower(hf, "text")(ids), expected_text, atol=1e-5)
+        assert torch.allclose(tower(hf, "image")(pixels), expected_image, atol=1e-5)
+
+
 @pytest.mark.skipif(not installed("openvino"), reason="needs the openvino extra")
 def test_siglip_runs_on_openvino(tiny_siglip_dir):
     ref = vislang.load(str(tiny_siglip_dir))
@@ -134,3 +160,15 @@ def test_info_and_export_and_cache_commands(tmp_path):
     assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
     bad = run_cli("export", "shapes-clip", "--backend", "onnx", "--precision", "bf16")
     assert bad.returncode == 2 and "openvino" in bad.stderr
+
+
+def test_openvino_compiled_cache_is_kept_apart_per_precision_hint():
+    """OpenVINO names a compiled blob without INFERENCE_PRECISION_HINT; an int8 ViT-B/16 tower
+    compiled under f32 and then loaded under bf16 from one folder crashed the process (seen on
+    an AMX CPU with OpenVINO 2026.4). Each hint must get its own folder."""
+    from vislang.runtime.cache import openvino_config
+
+    folders = {openvino_config(hint, "LATENCY")["CACHE_DIR"] for hint in ("f32", "bf16", "f16")}
+    assert len(folders) == 3
+    assert openvino_config("bf16", "LATENCY")["CACHE_DIR"] == \
+        openvino_config("bf16", "THROUGHPUT")["CACHE_DIR"]  # streams are set at load, not baked in

@@ -26,6 +26,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("VISLANG_CACHE", user_cache_dir("vislang"))) / "engines"
 
 
+def openvino_config(hint: str, performance: str) -> dict[str, str]:
+    """OpenVINO compile options: ``INFERENCE_PRECISION_HINT``, ``PERFORMANCE_HINT`` and the
+    compiled-model cache. The cache has one folder per hint because OpenVINO (2026.4) names a
+    compiled blob without the hint: a graph compiled under f32 and then under bf16 loads the
+    f32 blob, and an int8 graph then crashes the process (segfault, seen here)."""
+    return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": performance,
+            "CACHE_DIR": str(cache_root() / "openvino-compiled" / hint)}
+
+
 def library_versions() -> dict[str, str]:
     versions = {}
     for name in LIBRARIES:

@@ -79,9 +79,7 @@ class OpenVINOBlipEngine(ExportedBlipEngine):
         model = core.read_model(str(path))
         if graph == "decoder" and hint == "bf16":
             model = _bf16_caches(model)
-        config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
-                  "CACHE_DIR": str(cache.cache_root() / "openvino-compiled")}
-        return core.compile_model(model, "CPU", config)
+        return core.compile_model(model, "CPU", cache.openvino_config(hint, "LATENCY"))
 
     def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict:
         return self._graph(graph)(inputs)

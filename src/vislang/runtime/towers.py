@@ -20,7 +20,13 @@ class ImageTower(torch.nn.Module):
         self.hf_model = hf_model
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.hf_model.get_image_features(pixel_values=pixel_values).pooler_output
+        if not is_clip(self.hf_model):
+            return self.hf_model.get_image_features(pixel_values=pixel_values).pooler_output
+        vision = self.hf_model.vision_model
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+        cls = torch.zeros_like(hidden[:, 0, 0], dtype=torch.long)  # the class token, per item
+        pooled = encode_pooled(vision.encoder.layers, hidden, cls)
+        return self.hf_model.visual_projection(vision.post_layernorm(pooled))
 
 
 class TextTower(torch.nn.Module):
@@ -29,7 +35,61 @@ class TextTower(torch.nn.Module):
         self.hf_model = hf_model
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.hf_model.get_text_features(input_ids=input_ids).pooler_output
+        if not is_clip(self.hf_model):
+            return self.hf_model.get_text_features(input_ids=input_ids).pooler_output
+        text = self.hf_model.text_model
+        hidden = text.embeddings(input_ids=input_ids)
+        # transformers' pooling rule: the highest id for old configs (eos 2), else the first end
+        # token (the pad token may be the end token too).
+        ids = input_ids.to(torch.int)
+        legacy = text.eos_token_id == 2
+        eos = ids.argmax(-1) if legacy else (ids == text.eos_token_id).int().argmax(-1)
+        pooled = encode_pooled(text.encoder.layers, hidden, eos.long(), causal=True)
+        return self.hf_model.text_projection(text.final_layer_norm(pooled))
+
+
+def is_clip(hf_model) -> bool:
+    return hf_model.config.model_type == "clip"
+
+
+def encode_pooled(layers, hidden: torch.Tensor, pooled_at: torch.Tensor,
+                  causal: bool = False) -> torch.Tensor:
+    """A CLIP encoder's output at one position per item (``pooled_at``, [B]): [B, D].
+
+    Only that position's output is pooled, so the last layer computes the others' keys and
+    values but not their queries, attention outputs or MLP: the same numbers as the full
+    encoder, with about a twelfth less work (most of one layer in twelve).
+    """
+    length = hidden.shape[1]
+    positions = torch.arange(length, device=hidden.device)
+    causal_mask = positions[None, :] > positions[:, None] if causal else None
+    for layer in layers[:-1]:
+        hidden = layer(hidden, full_mask(causal_mask, hidden.dtype))
+    last = layers[-1]
+    attention = last.self_attn
+    batch, _, width = hidden.shape
+    rows = torch.arange(batch, device=hidden.device)
+    normed = last.layer_norm1(hidden)
+
+    def heads(states: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, heads, T, head_dim]
+        return states.view(batch, states.shape[1], -1, attention.head_dim).transpose(1, 2)
+
+    query = heads(attention.q_proj(normed[rows, pooled_at][:, None]))
+    scores = query @ heads(attention.k_proj(normed)).transpose(-1, -2) * attention.scale
+    if causal:  # the pooled position sees itself and what comes before it
+        hidden_later = positions[None, :] > pooled_at[:, None]
+        scores = scores.masked_fill(hidden_later[:, None, None, :], torch.finfo(scores.dtype).min)
+    mixed = (scores.softmax(-1) @ heads(attention.v_proj(normed))).transpose(1, 2)
+    state = hidden[rows, pooled_at] + attention.out_proj(mixed.reshape(batch, width))
+    return state + last.mlp(last.layer_norm2(state))
+
+
+def full_mask(causal_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """The additive [1, 1, T, T] mask transformers' layers take (None: no mask)."""
+    if causal_mask is None:
+        return None
+    return torch.zeros(causal_mask.shape, dtype=dtype).masked_fill(
+        causal_mask, torch.finfo(dtype).min)[None, None]
 
 
 def example_inputs(config) -> dict[str, torch.Tensor]:
