@@ -50,6 +50,8 @@ TARGET_VS_SEED = 10.0
 TARGET_VS_ASYNC = 2.0
 MIN_CORRELATION = 0.99
 TARGET_DENSE_PASSES = 3.0
+# (row name, backend, precision): what the CLI picks by default, and the fastest opt-in.
+ENGINES = [("auto", "auto", "auto"), ("int8", "openvino", "int8")]
 
 
 def test_image() -> Image.Image:
@@ -190,15 +192,23 @@ def run(args) -> dict:
         vislang.saliency(ref_model, image, QUERY, "crops", n_iters=8, min_crop=MIN_CROP, seed=1)
         ref, result["ours_fp32_s"] = timed(vislang.saliency, ref_model, image, QUERY, "crops",
                                            n_iters=N_ITERS, min_crop=MIN_CROP, seed=SEED)
-        log("ours, auto engine (first load exports and compiles; not timed) ...")
-        fast_model, result["auto_load_s"] = timed(vislang.load, str(checkpoint),
-                                                  backend="auto", precision="auto")
-        result["auto_engine"] = fast_model.backend
-        vislang.saliency(fast_model, image, QUERY, "crops", n_iters=8, min_crop=MIN_CROP, seed=1)
-        fast, result["ours_auto_s"] = timed(vislang.saliency, fast_model, image, QUERY, "crops",
-                                            n_iters=N_ITERS, min_crop=MIN_CROP, seed=SEED)
+        for name, backend, precision in ENGINES:
+            log(f"ours, {name} engine (first load exports, calibrates, compiles; not timed) ...")
+            model, result[f"{name}_load_s"] = timed(vislang.load, str(checkpoint),
+                                                    backend=backend, precision=precision)
+            result[f"{name}_engine"] = model.backend
+            vislang.saliency(model, image, QUERY, "crops", n_iters=8, min_crop=MIN_CROP, seed=1)
+            fast, result[f"ours_{name}_s"] = timed(vislang.saliency, model, image, QUERY,
+                                                   "crops", n_iters=N_ITERS, min_crop=MIN_CROP,
+                                                   seed=SEED)
+            result[f"corr_{name}_vs_fp32"] = correlation(fast.array, ref.array)
+            # The map sums (score - s0) over each pixel's crops, so one error in s0 moves every
+            # pixel by that error times its coverage; the crops' own scores are compared too.
+            result[f"corr_{name}_crop_scores"] = correlation(fast.info["values"],
+                                                             ref.info["values"])
+            result[f"x_{name}_vs_seed"] = result["seed_s"] / result[f"ours_{name}_s"]
+            result[f"x_{name}_vs_seed_async"] = result["seed_async_s"] / result[f"ours_{name}_s"]
         result["corr_fp32_vs_seed"] = correlation(ref.array, seed_map)
-        result["corr_auto_vs_fp32"] = correlation(fast.array, ref.array)
         result["max_abs_fp32_vs_seed"] = float(np.abs(ref.array - seed_map).max())
 
         log("dense, relevance and one encoder pass (torch fp32) ...")
@@ -210,9 +220,7 @@ def run(args) -> dict:
             lambda: vislang.saliency(ref_model, image, QUERY, "dense"), args.repeats)
         result["relevance_s"] = median_time(
             lambda: vislang.saliency(ref_model, image, QUERY, "relevance"), args.repeats)
-        result["x_auto_vs_seed"] = result["seed_s"] / result["ours_auto_s"]
         result["x_fp32_vs_seed"] = result["seed_s"] / result["ours_fp32_s"]
-        result["x_auto_vs_seed_async"] = result["seed_async_s"] / result["ours_auto_s"]
         result["corr_seed_async_vs_seed"] = correlation(async_map, seed_map)
         result["dense_passes"] = result["dense_s"] / result["encoder_pass_s"]
         result["relevance_passes"] = result["relevance_s"] / result["encoder_pass_s"]
@@ -247,26 +255,31 @@ def print_report(r: dict) -> None:
           f"{r['seed_s'] / r['seed_async_s']:>8.2f}")
     print(f"{'ours crops, torch/fp32, batch 32':<52}{r['ours_fp32_s']:>9.2f}"
           f"{r['x_fp32_vs_seed']:>8.2f}")
-    print(f"{'ours crops, ' + r['auto_engine'] + ' (auto), batch 32':<52}{r['ours_auto_s']:>9.2f}"
-          f"{r['x_auto_vs_seed']:>8.2f}")
+    for name, _, _ in ENGINES:
+        label = f"ours crops, {r[name + '_engine']} ({name}), batch 32"
+        print(f"{label:<52}{r[f'ours_{name}_s']:>9.2f}{r[f'x_{name}_vs_seed']:>8.2f}")
     print(f"{'ours dense (torch/fp32)':<52}{r['dense_s']:>9.3f}")
     print(f"{'ours relevance (torch/fp32)':<52}{r['relevance_s']:>9.3f}")
     print(f"{'one image-tower pass, 224 px (torch/fp32)':<52}{r['encoder_pass_s']:>9.3f}")
     print(f"\nmaps: the seed's async form vs its loop: correlation "
           f"{r['corr_seed_async_vs_seed']:.5f} (OpenVINO's default precision)")
     print(f"maps: ours fp32 vs seed loop: correlation {r['corr_fp32_vs_seed']:.6f}, "
-          f"max abs diff {r['max_abs_fp32_vs_seed']:.2e} (same crops); "
-          f"{r['auto_engine']} vs fp32: correlation {r['corr_auto_vs_fp32']:.5f}")
+          f"max abs diff {r['max_abs_fp32_vs_seed']:.2e} (same crops)")
+    for name, _, _ in ENGINES:
+        print(f"maps: {r[name + '_engine']} vs fp32: correlation {r[f'corr_{name}_vs_fp32']:.5f}"
+              f" (the crops' scores: {r[f'corr_{name}_crop_scores']:.5f}); first load "
+              f"{r[name + '_load_s']:.1f} s, not counted")
     print(f"dense = {r['dense_passes']:.2f} encoder passes, relevance = "
-          f"{r['relevance_passes']:.2f} (first load of the auto engine: {r['auto_load_s']:.1f} s, "
-          "not counted)")
+          f"{r['relevance_passes']:.2f}")
+    fastest = min((name for name, _, _ in ENGINES), key=lambda name: r[f"ours_{name}_s"])
     ok = lambda b: "met" if b else "NOT met"  # noqa: E731
-    print(f"targets: crops >= {TARGET_VS_SEED:g}x the seed loop: "
-          f"{ok(r['x_auto_vs_seed'] >= TARGET_VS_SEED)}; >= {TARGET_VS_ASYNC:g}x the seed's "
-          f"async form: {r['x_auto_vs_seed_async']:.2f}x, "
-          f"{ok(r['x_auto_vs_seed_async'] >= TARGET_VS_ASYNC)}; correlation >= {MIN_CORRELATION}: "
-          f"{ok(r['corr_auto_vs_fp32'] >= MIN_CORRELATION)}; dense within "
-          f"{TARGET_DENSE_PASSES:g} encoder passes: "
+    print(f"targets, on the fastest engine ({r[fastest + '_engine']}): crops >= "
+          f"{TARGET_VS_SEED:g}x the seed loop: {r[f'x_{fastest}_vs_seed']:.2f}x, "
+          f"{ok(r[f'x_{fastest}_vs_seed'] >= TARGET_VS_SEED)}; >= {TARGET_VS_ASYNC:g}x the "
+          f"seed's async form: {r[f'x_{fastest}_vs_seed_async']:.2f}x, "
+          f"{ok(r[f'x_{fastest}_vs_seed_async'] >= TARGET_VS_ASYNC)}; correlation >= "
+          f"{MIN_CORRELATION}: {ok(r[f'corr_{fastest}_vs_fp32'] >= MIN_CORRELATION)}; dense "
+          f"within {TARGET_DENSE_PASSES:g} encoder passes: "
           f"{ok(r['dense_passes'] <= TARGET_DENSE_PASSES)}")
 
 

@@ -37,7 +37,8 @@ def saliency(model, image: ImageSource, query: Query, method: str = "crops", *,
     object, bytes or PIL image) under ``model`` (a ``ClipModel``).
 
     crops: ``n_iters``, ``min_crop``, ``seed``, ``normalize``, ``sampler``, ``batch_size``,
-    ``progress`` (a bar on stderr). dense: ``values`` (MaskCLIP's value-embedding trick).
+    ``progress`` (a bar on stderr); its ``info`` holds ``s0``, the ``crops`` (x, y, size rows)
+    and each crop's score minus s0 (``values``). dense: ``values`` (MaskCLIP's value-embedding trick).
     relevance: ``start_layer``. ``contrast``: score cos(region, query) - cos(region, "")
     (CLIP Surgery); default on for dense and relevance, off for crops (the seed's numbers).
     """
@@ -53,7 +54,8 @@ def saliency(model, image: ImageSource, query: Query, method: str = "crops", *,
         array, info = crop_map(np.asarray(picture), model_scorer(model, vector),
                                n_iters=n_iters, min_crop=min_crop, seed=seed, sampler=sampler,
                                normalize=normalize, batch_size=batch_size, progress=progress)
-        info = {"s0": info["s0"], "n_iters": n_iters, "min_crop": min_crop, "seed": seed,
+        info = {"s0": info["s0"], "crops": info["crops"], "values": info["values"],
+                "n_iters": n_iters, "min_crop": min_crop, "seed": seed,
                 "sampler": sampler, "normalize": normalize, "contrast": contrast}
     elif method == "dense":
         from vislang.explain.dense import dense_map
