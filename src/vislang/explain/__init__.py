@@ -37,8 +37,9 @@ def saliency(model, image: ImageSource, query: Query, method: str = "crops", *,
     object, bytes or PIL image) under ``model`` (a ``ClipModel``).
 
     crops: ``n_iters``, ``min_crop``, ``seed``, ``normalize``, ``sampler``, ``batch_size``,
-    ``progress`` (a bar on stderr); its ``info`` holds ``s0``, the ``crops`` (x, y, size rows)
-    and each crop's score minus s0 (``values``). dense: ``values`` (MaskCLIP's value-embedding trick).
+    ``progress`` (a bar on stderr); the map's ``info`` holds ``s0``, the ``crops`` (x, y, size
+    rows) and each crop's score minus s0 (``info["values"]``). dense: ``values`` (MaskCLIP's
+    value-embedding trick).
     relevance: ``start_layer``. ``contrast``: score cos(region, query) - cos(region, "")
     (CLIP Surgery); default on for dense and relevance, off for crops (the seed's numbers).
     """

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vislang.runtime import cache, cpu_has_amx
+from vislang.runtime import cache
 from vislang.runtime.blip_graphs import ExportedBlipEngine, as_array, graph_names, graph_specs
-from vislang.runtime.openvino_engine import quantize_int8, save_ir
+from vislang.runtime.openvino_engine import inference_hint, quantize_int8, save_ir
 from vislang.runtime.towers import quiet_export
 
 COMPRESSED = ("decoder", "decoder_with_past")  # int8 weights only
@@ -37,14 +37,6 @@ CALIBRATED = ("vision",)  # int8 weights and activations
 # Under the f32 hint OpenVINO multiplies int8 by int8 directly in these graphs; under bf16 it
 # converts around the int8 products (measured: the vision encoder 3x slower, steps 25% slower).
 INT8_UNDER_F32 = ("vision", "decoder_with_past")
-
-
-def inference_hint(precision: str, graph: str) -> str:
-    """OpenVINO's INFERENCE_PRECISION_HINT for one graph (see the module's docstring)."""
-    if precision == "fp32" or (precision == "int8" and graph in INT8_UNDER_F32):
-        return "f32"
-    # bf16 arithmetic pays only on AMX matrix units (bench/encode.py, docs/benchmarks.md)
-    return "bf16" if precision == "bf16" or cpu_has_amx() else "f32"
 
 
 @dataclass(frozen=True)
@@ -75,7 +67,7 @@ class OpenVINOBlipEngine(ExportedBlipEngine):
         core = ov.Core()
         path = export_blip(lambda: self.hf_model, self.model_key, self.task, self.precision,
                            self._calibration, names=[graph])[graph]
-        hint = inference_hint(self.precision, graph)
+        hint = inference_hint(self.precision, int8_under_f32=graph in INT8_UNDER_F32)
         model = core.read_model(str(path))
         if graph == "decoder" and hint == "bf16":
             model = _bf16_caches(model)

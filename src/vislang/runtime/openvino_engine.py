@@ -23,12 +23,14 @@ from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
-def inference_hint(precision: str) -> str:
-    """OpenVINO's INFERENCE_PRECISION_HINT for a CLIP tower at ``precision``. int8 towers run
-    what is left unquantised (attention, norms, activations) in bf16 on AMX: 8-20% faster
-    than f32 there (ViT-B/32 and B/16, bench/encode.py), and slower without AMX."""
-    if precision == "int8" and cpu_has_amx():
-        return "bf16"
+def inference_hint(precision: str, int8_under_f32: bool = False) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for a graph at ``precision``. An int8 graph runs what
+    is left unquantised (attention, norms, activations) in bf16 on AMX: 8-20% faster than f32
+    for CLIP's towers (ViT-B/32 and B/16, bench/encode.py), slower without AMX. Some graphs
+    (``int8_under_f32``) are faster under f32 even there, where OpenVINO multiplies int8 by int8
+    directly instead of converting around the products (BLIP's, bench/blip.py)."""
+    if precision == "int8":
+        return "bf16" if cpu_has_amx() and not int8_under_f32 else "f32"
     return PRECISION_HINTS[precision]
 
 

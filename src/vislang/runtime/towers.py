@@ -60,11 +60,14 @@ def encode_pooled(layers, hidden: torch.Tensor, pooled_at: torch.Tensor,
     values but not their queries, attention outputs or MLP: the same numbers as the full
     encoder, with about a twelfth less work (most of one layer in twelve).
     """
-    length = hidden.shape[1]
-    positions = torch.arange(length, device=hidden.device)
-    causal_mask = positions[None, :] > positions[:, None] if causal else None
+    positions = torch.arange(hidden.shape[1], device=hidden.device)
+    later, mask = None, None  # later[i, j]: position j comes after i
+    if causal:
+        later = positions[None, :] > positions[:, None]
+        mask = torch.zeros(later.shape, dtype=hidden.dtype, device=hidden.device)
+        mask = mask.masked_fill(later, torch.finfo(hidden.dtype).min)[None, None]  # additive
     for layer in layers[:-1]:
-        hidden = layer(hidden, full_mask(causal_mask, hidden.dtype))
+        hidden = layer(hidden, mask)
     last = layers[-1]
     attention = last.self_attn
     batch, _, width = hidden.shape
@@ -76,20 +79,12 @@ def encode_pooled(layers, hidden: torch.Tensor, pooled_at: torch.Tensor,
 
     query = heads(attention.q_proj(normed[rows, pooled_at][:, None]))
     scores = query @ heads(attention.k_proj(normed)).transpose(-1, -2) * attention.scale
-    if causal:  # the pooled position sees itself and what comes before it
-        hidden_later = positions[None, :] > pooled_at[:, None]
-        scores = scores.masked_fill(hidden_later[:, None, None, :], torch.finfo(scores.dtype).min)
+    if later is not None:  # the pooled position sees itself and what comes before it
+        scores = scores.masked_fill(later[pooled_at][:, None, None, :],
+                                    torch.finfo(scores.dtype).min)
     mixed = (scores.softmax(-1) @ heads(attention.v_proj(normed))).transpose(1, 2)
     state = hidden[rows, pooled_at] + attention.out_proj(mixed.reshape(batch, width))
     return state + last.mlp(last.layer_norm2(state))
-
-
-def full_mask(causal_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """The additive [1, 1, T, T] mask transformers' layers take (None: no mask)."""
-    if causal_mask is None:
-        return None
-    return torch.zeros(causal_mask.shape, dtype=dtype).masked_fill(
-        causal_mask, torch.finfo(dtype).min)[None, None]
 
 
 def example_inputs(config) -> dict[str, torch.Tensor]:
