@@ -90,11 +90,10 @@ class OpenVINOBlipEngine(ExportedBlipEngine):
             request = self._graph("decoder_with_past").create_infer_request()
             for state in request.query_state():
                 state.state = prompt.get_tensor(_present(state.name))
-            logits = out["logits"].copy()
         else:
             request = past.request
             out = request.infer({"input_ids": ids, "beam_idx": past.rows}, share_outputs=True)
-            logits = out["logits"].copy()
+        logits = out["logits"].copy()  # shared outputs: the next step overwrites them
         return torch.from_numpy(logits), StatefulCache(request, np.arange(len(ids)))
 
     @staticmethod
