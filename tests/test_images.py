@@ -14,7 +14,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from vislang.errors import ImageLoadError
+from vislang.errors import ImageLoadError, ImageTooLargeError
 from vislang.images import IMAGE_EXTENSIONS, MAX_PIXELS, is_image_path, load_image
 
 ORANGE = (200, 100, 50)
@@ -323,11 +323,28 @@ def test_huge_declared_size_is_refused_from_the_header(tmp_path):
 
 
 @pytest.mark.filterwarnings("error")
-def test_size_beyond_pillows_own_limit_is_still_an_image_load_error(tmp_path):
+def test_size_beyond_pillows_own_limit_is_the_same_too_large_error(tmp_path):
+    # Pillow refuses above twice its limit (179 MP) with its own error; the user must still
+    # hear our limit, the way a 144 MP image says it (the server's 413, not a 422).
     path = tmp_path / "bigger-bomb.png"
     path.write_bytes(png_with_declared_size(30_000, 30_000))
-    message = load_error(path)
-    assert "bigger-bomb.png" in message and "too large" in message
+    with pytest.raises(ImageTooLargeError) as info:
+        load_image(path)
+    assert "bigger-bomb.png" in str(info.value)
+    assert f"30000x30000 = 900,000,000 pixels, over the limit of {MAX_PIXELS:,}" in str(info.value)
+
+
+@pytest.mark.filterwarnings("error")  # a DecompressionBombWarning fails the test
+def test_our_pixel_limit_is_the_only_one(tmp_path, monkeypatch):
+    # Pillow's limit scaled down, so images on both sides of it stay small: 1,600 pixels is in
+    # its warning band, 10,000 beyond its error. Within max_pixels, both load, silently.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for side in (40, 100):
+        path = save(Image.new("RGB", (side, side), ORANGE), tmp_path / f"{side}.png")
+        assert load_image(path, max_pixels=side * side).size == (side, side)
+        with pytest.raises(ImageTooLargeError):
+            load_image(path, max_pixels=side * side - 1)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # Pillow's setting is left as it was
 
 
 # --- extensions --------------------------------------------------------------------------------

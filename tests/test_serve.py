@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 import re
 import subprocess
 import tempfile
 import threading
+import time
 
 import pytest
 from PIL import Image
 
-from serve_gallery import CAPTION_MODEL, VQA_MODEL, Gallery, build  # skips without fastapi
+from serve_gallery import (  # skips without fastapi
+    CAPTION_MODEL,
+    VQA_MODEL,
+    Gallery,
+    ServerThread,
+    build,
+)
 
 from conftest import VISLANG
 from fastapi.testclient import TestClient
+from test_images import png_with_declared_size
+from vislang import errors
 from vislang.serve import Limits, create_app
+from vislang.serve.work import RETRY_CAP, Busy, WorkQueue
 
 LOOPBACK = "http://127.0.0.1"  # the loopback server refuses other Host names
 
@@ -232,6 +243,43 @@ def test_an_unreadable_image_in_a_root_is_a_clear_422(client, gallery):
     bad.unlink()
 
 
+def release_readers(fifo) -> None:
+    """Let go any thread blocked opening ``fifo`` for reading (only a server that opens it
+    without checking has one), so that the test process can still exit."""
+    misses = 0
+    while misses < 10:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader's open returns
+            misses = 0
+        except OSError:  # ENXIO: nobody is reading it now
+            misses += 1
+            time.sleep(0.1)
+
+
+def test_a_fifo_in_a_root_is_refused_and_the_other_images_keep_coming(gallery, tmp_path):
+    import httpx
+
+    # An indexed image replaced by a FIFO: opening it for reading would wait for a writer.
+    path = sorted(gallery.scenes)[-1]
+    os.replace(path, tmp_path / "kept.png")
+    os.mkfifo(path)
+    app = create_app(gallery.index, thumbnails=tmp_path / "thumbs")
+    workers = app.state.vislang.file_queue.workers
+    try:
+        with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            for endpoint in ["image", "thumbnail"] * (workers + 1):  # more than the threads
+                response = http.get(f"/api/{endpoint}", params={"path": path})
+                assert response.status_code == 404, response.text
+                assert "not a regular file" in response.json()["error"]
+            other = sorted(gallery.scenes)[0]
+            assert http.get("/api/thumbnail", params={"path": other}).status_code == 200
+            assert http.get("/api/status").status_code == 200
+    finally:
+        release_readers(path)
+        os.replace(tmp_path / "kept.png", path)
+        app.state.vislang.close()
+
+
 # -- nothing outside the roots -------------------------------------------------------------------
 def escape_routes(gallery: Gallery) -> list[str]:
     secret = gallery.outside / "secret.png"
@@ -340,6 +388,18 @@ def test_pixel_limit(tight, gallery):
         .status_code == 200
 
 
+def test_every_image_over_the_pixel_limit_is_413(client, gallery):
+    # 144 MP is within Pillow's own error limit (179 MP), 900 MP beyond it: the same answer.
+    for side in (12_000, 30_000):
+        header_only = png_with_declared_size(side, side)  # refused before any decoding
+        expect(client.post("/api/caption", files={"file": ("huge.png", header_only)}), 413,
+               f"{side}x{side} = {side * side:,} pixels", "50,000,000")
+        on_disk = gallery.root / f"huge-{side}.png"
+        on_disk.write_bytes(header_only)
+        expect(client.get("/api/thumbnail", params={"path": str(on_disk)}), 413, "pixels")
+        on_disk.unlink()
+
+
 def test_query_and_question_length_limits(tight, gallery):
     path = sorted(gallery.scenes)[0]
     expect(tight.get("/api/search", params={"q": "a" * 41}), 422, "41 characters", "40")
@@ -387,6 +447,37 @@ def test_bad_requests_say_what_is_wrong(client, gallery):
            "no image")
 
 
+def test_a_long_question_within_the_limit_is_not_a_server_error(client, gallery):
+    # 250 characters: within the server's limit of 300, beyond the shipped BLIP's text window.
+    question = ("how many circles are there " * 10)[:250]
+    response = client.post("/api/ask", data={"path": sorted(gallery.scenes)[0],
+                                             "question": question})
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert response.status_code == 422 and "\n" not in response.json()["error"]
+
+
+def test_a_model_failure_shows_no_engine_internals(app, gallery, monkeypatch):
+    client = TestClient(app, base_url=LOOPBACK, raise_server_exceptions=False)
+    ask = {"path": sorted(gallery.scenes)[0], "question": "what is it?"}
+    engine = "Exception from src/plugins/intel_cpu/src/node.cpp:794:\n[CPU] Add node failed"
+
+    def broken(*_):
+        raise RuntimeError(engine)
+
+    monkeypatch.setattr(app.state.vislang.services, "ask", broken)
+    response = client.post("/api/ask", data=ask)
+    assert response.status_code == 500
+    assert "intel_cpu" not in response.text and "RuntimeError" not in response.text
+    assert "internal error" in response.json()["error"]
+
+    def refused(*_):  # the model saying what is wrong with the input: the client's move
+        raise errors.InputError("the question is too long for this model:\nask a shorter one")
+
+    monkeypatch.setattr(app.state.vislang.services, "ask", refused)
+    expect(client.post("/api/ask", data=ask), 422, "too long for this model: ask a shorter one")
+
+
 # -- a burst gets 503 + Retry-After, not a backlog -----------------------------------------------
 def test_a_full_queue_answers_503_with_retry_after(gallery, tmp_path):
     app = create_app(gallery.index, max_pending=1, thumbnails=tmp_path)
@@ -413,6 +504,57 @@ def test_a_full_queue_answers_503_with_retry_after(gallery, tmp_path):
     app.state.vislang.close()
 
 
+class FakeClock:
+    """The queue's clock; a job "takes" the seconds it advances it by."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def busy_answer(queue: WorkQueue, clock: FakeClock, history: list[float]) -> Busy:
+    """The Busy a request gets once ``history`` has run and the queue is full of jobs."""
+    release = threading.Event()
+
+    async def scenario() -> Busy:
+        for seconds in history:
+            await queue.run(clock.advance, seconds)
+        held = [asyncio.ensure_future(queue.run(release.wait)) for _ in range(queue.max_pending)]
+        await asyncio.sleep(0)  # each has taken its place
+        try:
+            with pytest.raises(Busy) as refused:
+                await queue.run(clock.advance, 1)
+            return refused.value
+        finally:
+            release.set()
+            await asyncio.gather(*held)
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        queue.shutdown()
+
+
+def test_retry_after_is_the_work_queued_not_a_constant():
+    # Quick jobs and a slow one, as searches among captions: the jobs ahead add up to
+    # their number x the mean (10 s), where the median (1 s) would promise far too soon.
+    history = [1, 1, 1, 37]
+    for workers, max_pending in ((1, 4), (1, 8), (2, 8)):
+        clock = FakeClock()
+        busy = busy_answer(WorkQueue("model", workers, max_pending, clock=clock), clock, history)
+        expected = math.ceil(max_pending * sum(history) / len(history) / workers)
+        assert busy.retry_after == expected > 1
+        assert f"try again in {expected} s" in str(busy)
+    clock = FakeClock()  # an hour-long job: the guess is capped, not an hour
+    assert busy_answer(WorkQueue("model", 1, 2, clock=clock), clock, [3600]).retry_after \
+        == RETRY_CAP
+
+
 # -- who may ask ---------------------------------------------------------------------------------
 def test_a_loopback_server_refuses_other_host_names(client):
     response = client.get("/api/status", headers={"host": "attacker.example:8000"})
@@ -421,8 +563,11 @@ def test_a_loopback_server_refuses_other_host_names(client):
         assert client.get("/api/status", headers={"host": host}).status_code == 200
 
 
+TOKEN = "s3cret-token-of-24-chars"
+
+
 def test_a_token_is_needed_on_every_api_request(gallery, tmp_path):
-    app = create_app(gallery.index, token="s3cret-token", hosts=None, thumbnails=tmp_path)
+    app = create_app(gallery.index, token=TOKEN, hosts=None, thumbnails=tmp_path)
     client = TestClient(app, base_url="http://photos.example")
     path = sorted(gallery.scenes)[0]
     for response in (client.get("/api/status"),
@@ -431,16 +576,40 @@ def test_a_token_is_needed_on_every_api_request(gallery, tmp_path):
                      client.get("/api/status", headers={"authorization": "Bearer wrong"})):
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         assert "token" in response.json()["error"]
-    bearer = {"authorization": "Bearer s3cret-token"}
+    bearer = {"authorization": f"Bearer {TOKEN}"}
     assert client.get("/api/status", headers=bearer).json()["auth"] is True
     assert client.get("/").status_code == 200  # the page itself holds no data
     # Opening the page with ?token= trades it for a cookie that the page's requests carry.
     browser = TestClient(app, base_url="http://photos.example")
-    opened = browser.get("/?token=s3cret-token", follow_redirects=False)
+    opened = browser.get(f"/?token={TOKEN}", follow_redirects=False)
     assert opened.status_code == 303 and opened.headers["location"] == "/"
     assert "httponly" in opened.headers["set-cookie"].lower()
     assert browser.get("/api/thumbnail", params={"path": path}).status_code == 200
     app.state.vislang.close()
+
+
+def test_a_wrong_token_in_the_address_leaves_the_cookie_alone(gallery, tmp_path):
+    app = create_app(gallery.index, token=TOKEN, hosts=None, thumbnails=tmp_path)
+    browser = TestClient(app, base_url="http://photos.example")
+    assert browser.get(f"/?token={TOKEN}", follow_redirects=False).status_code == 303
+    # A link with another token (sent by someone else, or mistyped) is refused ...
+    wrong = browser.get("/?token=nope", follow_redirects=False)
+    assert wrong.status_code == 401 and "token" in wrong.json()["error"]
+    assert "set-cookie" not in wrong.headers
+    # ... and the good cookie still opens the API.
+    assert browser.get("/api/status").status_code == 200
+    app.state.vislang.close()
+
+
+def test_a_guessable_token_is_refused(gallery, tmp_path):
+    with pytest.raises(errors.InputError, match="16"):
+        create_app(gallery.index, token="a", hosts=None, thumbnails=tmp_path)
+    result = subprocess.run([str(VISLANG), "serve", "--index", str(gallery.index), "--host",
+                             "0.0.0.0", "--port", "0", "--token", "a"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "too short" in result.stderr and "at least 16" in result.stderr
+    assert "secrets.token_urlsafe()" in result.stderr  # how to make a good one
 
 
 # -- the command ---------------------------------------------------------------------------------

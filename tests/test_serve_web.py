@@ -169,6 +169,21 @@ def test_a_failing_request_is_explained(page):
     assert page.locator("#progress").is_hidden()  # and stops showing progress
 
 
+def test_a_long_query_stays_inside_the_page(page):
+    # The search is held unanswered, so the "Searching for …" line stays up to be measured.
+    page.route(lambda url: "/api/search" in url, lambda route: None)
+    page.fill("#q", "y" * 300)  # the most the box takes, as one word: nowhere to wrap
+    page.keyboard.press("Enter")
+    until(page, "document.getElementById('status').textContent.startsWith('Searching for “yyy')")
+    # No sideways scrolling, and the line ends where the page's column does.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1200
+    status, main = page.locator("#status").bounding_box(), page.locator("main").bounding_box()
+    assert status["x"] + status["width"] <= main["x"] + main["width"]
+    assert page.evaluate("(s => s.scrollWidth <= s.clientWidth || "
+                         "getComputedStyle(s).textOverflow === 'ellipsis')"
+                         "(document.getElementById('status'))")
+
+
 def test_works_at_phone_width(browser, server, gallery):
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True,
                                   has_touch=True)

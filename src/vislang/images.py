@@ -8,12 +8,14 @@ here once, instead of each caller guessing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import struct
-import warnings
+import threading
 import zlib
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -32,6 +34,8 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Im
 
 # What Pillow's decoders raise on malformed input (its own fuzzers treat these as "clean" failures).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+_PILLOW_LIMIT = threading.RLock()  # see pillow_limit_off
 
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
@@ -110,19 +114,32 @@ def _load_stream(stream: BinaryIO, label: object, max_pixels: int,
         return _finish(image, label, max_pixels)
 
 
-def _open(stream: BinaryIO, label: object) -> Image.Image:
-    # Only reads the header. Pillow's own bomb warning is noise next to our explicit limit, and
-    # its error (at 2x its limit) must still reach the user as an ImageLoadError.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+@contextlib.contextmanager
+def pillow_limit_off() -> Iterator[None]:
+    """Pillow's own pixel limit off, for reading an image header whose size the caller checks.
+
+    Pillow warns on stderr above its limit (89 MP) and refuses above twice that, with its own
+    error; vislang has one limit of its own (``max_pixels``), checked right after the header,
+    so every image over it is an ImageTooLargeError and nothing else speaks. Hold this only
+    around ``Image.open`` (which reads the header alone): the limit is a process-wide setting,
+    so it is switched under a lock and restored to whatever it was.
+    """
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open(stream: BinaryIO, label: object) -> Image.Image:
+    try:
+        with pillow_limit_off():  # our limit follows: _check_pixels
             return Image.open(stream)
-        except UnidentifiedImageError:
-            raise ImageLoadError(label, "not an image or unsupported format") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageLoadError(label, f"image too large to open safely: {exc}") from None
-        except _DECODE_ERRORS as exc:
-            raise ImageLoadError(label, f"truncated or corrupt image data: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(label, "not an image or unsupported format") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageLoadError(label, f"truncated or corrupt image data: {exc}") from None
 
 
 def _finish(image: Image.Image, label: object, max_pixels: int) -> Image.Image:

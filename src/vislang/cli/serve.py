@@ -20,8 +20,9 @@ def serve(
                              "the loopback needs a token."),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0: any free)."),
     token: str = typer.Option(None, "--token", envvar="VISLANG_TOKEN", help="Require "
-                              "'Authorization: Bearer TOKEN' on every API request. Default off "
-                              "on the loopback; elsewhere a random one is made and printed."),
+                              "'Authorization: Bearer TOKEN' on every API request (16 "
+                              "characters or more). Default off on the loopback; elsewhere a "
+                              "random one is made and printed."),
     model: str = typer.Option(None, "--model", "-m", help="Search model. Default: the one the "
                               "index was built with."),
     caption_model: str = typer.Option(None, "--caption-model", help="BLIP captioning model. "

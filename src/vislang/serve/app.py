@@ -33,7 +33,14 @@ from vislang.serve.files import (
     Thumbnails,
     render_jpeg,
 )
-from vislang.serve.guard import COOKIE, LOOPBACK_NAMES, Guard, UploadTooLarge
+from vislang.serve.guard import (
+    COOKIE,
+    LOOPBACK_NAMES,
+    Guard,
+    UploadTooLarge,
+    check_token,
+    token_matches,
+)
 from vislang.serve.limits import Limits
 from vislang.serve.services import Services
 from vislang.serve.work import Busy, WorkQueue
@@ -49,10 +56,12 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
                thumbnails: str | os.PathLike | None = None) -> FastAPI:
     """The web app over the index at ``index`` (a folder ``vislang index`` wrote).
 
-    ``token``: required on every /api request when given. ``hosts``: the Host names accepted
-    (None: any; the default, the loopback names, suits a server bound to 127.0.0.1).
+    ``token``: required on every /api request when given; 16 characters or more (InputError
+    otherwise). ``hosts``: the Host names accepted (None: any; the default, the loopback
+    names, suits a server bound to 127.0.0.1).
     ``max_pending``: model jobs running or waiting before new ones get 503.
     """
+    check_token(token)  # first: a guessable token is an error, not a false safety
     services = Services(_open_index(index, model, backend, precision), limits, caption_model,
                         vqa_model)
     state = State(services, limits, Roots(services.roots),
@@ -107,7 +116,9 @@ STATUS = ((errors.ImageTooLargeError, 413), (errors.ImageLoadError, 422),
 
 
 def _problem(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    # One line, whatever the message: an engine's may span many.
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status,
+                        headers=headers)
 
 
 def _errors(app: FastAPI) -> None:
@@ -133,7 +144,10 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(_, error: Exception):
-        return _problem(500, f"internal error ({type(error).__name__}): {error}")
+        # An engine's message tells a client nothing it can act on, and shows our insides.
+        # Starlette re-raises the error after this answer, so the server logs its traceback.
+        return _problem(500, "internal error: the request failed in a way the server did not "
+                             "expect; its log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_, error: RequestValidationError):
@@ -352,9 +366,13 @@ def _page(app: FastAPI, state: State) -> None:
     async def page(request: Request):
         given = request.query_params.get("token")
         if given is not None and state.token is not None:
+            if not token_matches(given, state.token):  # a link must not replace a good cookie
+                return _problem(401, "the token in this address is wrong; open the address "
+                                "vislang serve printed when it started",
+                                {"WWW-Authenticate": "Bearer"})
             # Trade the token in the address for a cookie, and drop it from the address bar.
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
+            response.set_cookie(COOKIE, state.token, httponly=True, samesite="strict")
             return response
         return Response((STATIC / "index.html").read_bytes(), media_type="text/html",
                         headers={"Cache-Control": "no-cache"})

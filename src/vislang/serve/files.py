@@ -91,15 +91,13 @@ class Roots:
             raise Forbidden(f"{path} is not inside the index's folders")
         if not is_image_path(real):
             raise Forbidden(f"{path} is not an image file")
-        try:
-            fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            raise NotFound(f"no image at {path}") from None
+        fd = _open_regular(real, path)
         file = os.fdopen(fd, "rb")
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise NotFound(f"{path} is not a file")
+            if not stat.S_ISREG(info.st_mode):  # swapped for a FIFO or a device since the stat
+                raise NotFound(_not_a_file(path))
+            os.set_blocking(fd, True)
             opened = _opened_path(fd)
             if opened is not None and not self.inside(opened):
                 raise Forbidden(f"{path} is not inside the index's folders")
@@ -107,6 +105,25 @@ class Roots:
             file.close()
             raise
         return Confined(os.path.abspath(path), real, file, info.st_size, info.st_mtime_ns)
+
+
+def _open_regular(real: str, path: str) -> int:
+    """A read descriptor for ``real``, a regular file; NotFound otherwise, without blocking.
+
+    Opening a FIFO for reading waits for a writer, and a device may never end: either would
+    hold a file-queue thread for good, and a few such requests would stall every thumbnail.
+    So stat first, and open with O_NONBLOCK in case a FIFO is swapped in after the stat.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise NotFound(_not_a_file(path))
+        return os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise NotFound(f"no image at {path}") from None
+
+
+def _not_a_file(path: str) -> str:
+    return f"{path} is not a regular file (a pipe, socket or device); only image files are served"
 
 
 def _opened_path(fd: int) -> str | None:

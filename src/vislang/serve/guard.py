@@ -20,8 +20,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vislang.errors import InputError
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 COOKIE = "vislang_token"
+MIN_TOKEN_CHARS = 16  # a made one has 32 (token_urlsafe(24)); 16 is beyond guessing
 FORM_SLACK = 64 * 1024  # a body holds the upload plus the other form fields and framing
 
 
@@ -41,6 +44,20 @@ def host_name(header: str) -> str:
     if header.startswith("["):
         return header[1:].split("]", 1)[0]
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a token short enough to guess (``--token a``): it would guard nothing."""
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise InputError(f"the token is too short to be safe ({len(token)} characters, at "
+                         f"least {MIN_TOKEN_CHARS} needed); make one with: python -c 'import "
+                         "secrets; print(secrets.token_urlsafe())' (or, on a --host other than "
+                         "the loopback, leave --token out and one is made and printed)")
+
+
+def token_matches(given: str, token: str) -> bool:
+    # Constant time: how long a wrong guess takes must not say how much of it was right.
+    return secrets.compare_digest(given.strip().encode(), token.encode())
 
 
 class UploadTooLarge(HTTPException):
@@ -91,7 +108,7 @@ class Guard:
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             given = _cookie(headers.get("cookie", ""), COOKIE) or ""
-        return secrets.compare_digest(given.strip().encode(), self.token.encode())
+        return token_matches(given, self.token)
 
     def _counting(self, receive: Receive) -> Receive:
         received = 0

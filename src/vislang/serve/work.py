@@ -29,14 +29,19 @@ class Busy(Exception):
                          f"try again in {retry_after} s")
 
 
+RETRY_CAP = 300  # s: past a few minutes the guess is stale, and clients give up anyway
+
+
 class WorkQueue:
-    def __init__(self, name: str, workers: int, max_pending: int):
+    def __init__(self, name: str, workers: int, max_pending: int,
+                 clock: Callable[[], float] = time.perf_counter):
         if workers < 1 or max_pending < workers:
             raise ValueError(f"{name}: need workers >= 1 and max_pending >= workers")
         self.name, self.workers, self.max_pending = name, workers, max_pending
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"vislang-{name}")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending and _durations
         self._pending = 0
+        self._clock = clock
         self._durations: deque[float] = deque(maxlen=32)  # recent jobs, for Retry-After
 
     @property
@@ -56,18 +61,26 @@ class WorkQueue:
         return await asyncio.wrap_future(future)
 
     def retry_after(self) -> int:
-        typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 1.0
-        return max(1, math.ceil(typical * self._pending / self.workers))
+        """Seconds until the jobs now queued are done: their number x the mean recent job time,
+        shared among the workers; 1 to RETRY_CAP. Called with the lock held.
+
+        The mean, not the median: the wait is the sum of the jobs ahead, and a mix of quick
+        searches and slow captions is summed by the mean, where the median sees only the
+        quick ones and promises 1 s.
+        """
+        mean = sum(self._durations) / len(self._durations) if self._durations else 1.0
+        return min(RETRY_CAP, max(1, math.ceil(mean * self._pending / self.workers)))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _timed(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        started = time.perf_counter()
+        started = self._clock()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._durations.append(time.perf_counter() - started)
+            with self._lock:  # retry_after reads them from the event loop's thread
+                self._durations.append(self._clock() - started)
 
     def _release(self, _future) -> None:
         with self._lock:
