@@ -137,7 +137,7 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path, galle
         assert "empty" in reasons[str(root / "empty.jpg")]
         assert "not an image" in reasons[str(root / "notes.jpg")]
         assert "truncated" in reasons[str(root / "cut.png")]
-        assert "too large" in reasons[str(root / "huge.png")]
+        assert "over the limit" in reasons[str(root / "huge.png")]
         # Known-bad files are listed again, not retried at the model's expense.
         assert len(index.update().skipped) == 4
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -19,10 +20,11 @@ SKIPPED_SHOWN = 20
 
 
 def _open(index: Path | None, model: str | None, backend: str = "auto",
-          precision: str = "auto"):
+          precision: str = "auto", create: bool = False):
+    """Readers never create: a mistyped --index fails instead of leaving an empty index."""
     from vislang.search import Index
 
-    return Index.open(index, model, backend, precision)
+    return Index.open(index, model, backend, precision, create=create)
 
 
 def index(
@@ -40,7 +42,9 @@ def index(
     json_out: bool = JsonOption,
 ) -> None:
     """Index image folders for search: embeds new and changed files, forgets deleted ones."""
-    with _open(index_path, model, backend, precision) as idx:
+    # Only folders to add make a new index: --status, or an update of an index's own folders,
+    # on a mistyped --index must not leave an empty one behind.
+    with _open(index_path, model, backend, precision, create=bool(folders) and not status) as idx:
         if status:
             return _print_status(idx.stats(), json_out)
         if idx.model_name is None:
@@ -52,8 +56,10 @@ def index(
         return print_json(summary.as_dict())
     stdout.print(f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
                  f"removed {summary.removed}, unchanged {summary.unchanged}, "
-                 f"skipped {len(summary.skipped)}; embedded {summary.embedded} images "
-                 f"in {summary.seconds:.1f} s")
+                 f"skipped {len(summary.skipped)}; "
+                 + (f"loaded the model in {summary.load_seconds:.1f} s; "
+                    if summary.load_seconds else "")
+                 + f"embedded {summary.embedded} images in {summary.embed_seconds:.1f} s")
     for path, reason in summary.skipped[:SKIPPED_SHOWN]:
         stdout.print(f"  skipped {path}: {reason}", highlight=False)
     if len(summary.skipped) > SKIPPED_SHOWN:
@@ -86,21 +92,28 @@ def search(
     since: str = typer.Option(None, "--since", help="Taken on or after: YYYY[-MM[-DD]] (EXIF "
                               "date where present, else file time)."),
     until: str = typer.Option(None, "--until", help="Taken up to the end of: YYYY[-MM[-DD]]."),
-    threshold: float = typer.Option(None, "--threshold", help="Drop results scoring below this "
-                                    "cosine similarity."),
+    threshold: float = typer.Option(None, "--threshold", min=-1.0, max=1.0,
+                                    help="Drop results scoring below this cosine similarity "
+                                    "(-1..1)."),
     index_path: Path = IndexOption,
     model: str = SearchModelOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
-    paths_only: bool = typer.Option(False, "--paths", help="One path per line, for pipes."),
+    paths_only: bool = typer.Option(False, "--paths", help="One path per line, for pipes. A "
+                                    "path with a newline in it would read as two, so it is left "
+                                    "out with a warning: use --null for those."),
+    null: bool = typer.Option(False, "--null", "-0", help="Paths only, each ended by a NUL byte "
+                              "as find -print0 does (for xargs -0): safe for any file name."),
     json_out: bool = JsonOption,
 ) -> None:
     """Search the index by text, by image, or by both with terms added and subtracted."""
+    from vislang.errors import InputError
     from vislang.search.query import Filters, parse_date
 
+    if json_out and (paths_only or null):
+        raise InputError(f"--json and {'--null' if null else '--paths'} are two different "
+                         "outputs; give one of them")
     if image is not None and not image.is_file():
-        from vislang.errors import InputError
-
         raise InputError(f"no such image: {image}")
     filters = Filters(under=str(under) if under else None, extensions=tuple(ext),
                       since=parse_date(since) if since else None,
@@ -111,10 +124,8 @@ def search(
     if json_out:
         return print_json([{"path": r.path, "score": round(r.score, 6), "caption": r.caption}
                            for r in results])
-    if paths_only:
-        for r in results:
-            print(r.path)
-        return
+    if paths_only or null:
+        return _print_paths([r.path for r in results], b"\0" if null else b"\n")
     if not results:
         stdout.print("no results" + (" above the threshold" if threshold is not None else ""))
         return
@@ -129,8 +140,10 @@ def search(
 
 
 def dups(
-    threshold: float = typer.Option(0.95, "--threshold", "-t", help="Cosine similarity at or "
-                                    "above which two images count as near-duplicates."),
+    threshold: float = typer.Option(0.95, "--threshold", "-t", min=0.0, max=1.0,
+                                    help="Cosine similarity at or above which two images count "
+                                    "as near-duplicates, 0..1 (a negative one means unlike "
+                                    "images, never duplicates)."),
     index_path: Path = IndexOption,
     model: str = SearchModelOption,
     json_out: bool = JsonOption,
@@ -148,6 +161,17 @@ def dups(
         stdout.print(f"[bold]group {number}[/] ({len(group)} images)")
         for r in group:
             stdout.print(f"  {r.score:.3f}  {_display(r.path)}", highlight=False)
+
+
+def _print_paths(paths: list[str], end: bytes) -> None:
+    """Each path's own bytes (as the file system has them), then ``end``; with newlines as the
+    separator, a path holding one is left out rather than read as two paths."""
+    shown = [p for p in paths if end != b"\n" or "\n" not in p]
+    sys.stdout.buffer.write(b"".join(os.fsencode(p) + end for p in shown))
+    sys.stdout.buffer.flush()
+    if len(shown) < len(paths):
+        print(f"warning: left out {len(paths) - len(shown)} path(s) with a newline in the name, "
+              "which --paths cannot show one per line; use --null to list them", file=sys.stderr)
 
 
 def _display(path: str) -> str:

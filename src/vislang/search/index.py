@@ -59,13 +59,17 @@ class Summary:
     unchanged: int = 0
     embedded: int = 0  # contents the model actually ran on (moves and copies need none)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole update
+    # Apart, because loading a model can take far longer than embedding a few new images.
+    load_seconds: float = 0.0  # finding and loading the model (0 when it was not needed)
+    embed_seconds: float = 0.0  # running the model on the new contents
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "moved": self.moved,
                 "removed": self.removed, "unchanged": self.unchanged, "embedded": self.embedded,
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
+                "embed_seconds": round(self.embed_seconds, 3)}
 
 
 @dataclass
@@ -196,7 +200,7 @@ class Index:
                 found.update((f.path, f) for f in walked.files)
                 summary.skipped += walked.problems
             self._sync_files(found, self.store.files_under(folders), summary, progress)
-            summary.embedded = self._embed_missing(progress)
+            self._embed_missing(summary, progress)
             summary.skipped += self.store.unusable(folders)
         summary.seconds = time.perf_counter() - started
         return summary
@@ -218,7 +222,7 @@ class Index:
                     stats[path] = FileStat(path, info.st_size, info.st_mtime_ns)
                 known = {p: r for p in files if (r := self.store.file(p))}
                 self._sync_files(stats, known, summary, progress, forget_missing=False)
-                summary.embedded += self._embed_missing(progress)
+                self._embed_missing(summary, progress)
                 summary.skipped += [(p, r) for p, r in self._unusable(files)]
         return summary
 
@@ -300,14 +304,25 @@ class Index:
         if gone:
             self.store.delete_files(gone)
 
-    def _embed_missing(self, progress: bool) -> int:
-        """Step 2: embed each content that has no vector for the model; returns how many."""
-        clip = self.model("throughput") if self._needs_model() else None
-        if clip is None:
-            return 0
+    def _embed_missing(self, summary: Summary, progress: bool) -> None:
+        """Step 2: embed each content that has no vector for the model; adds to ``summary``
+        how many, and the time spent loading the model and embedding, each apart."""
+        if not self._needs_model():
+            return
+        started = time.perf_counter()
+        clip = self.model("throughput")
         row = self.store.ensure_model(clip.model_key, self.model_name, clip.embed_dim)
         self.store.set_meta("model", self.model_name)
         todo = self.store.hashes_to_embed(row.id)
+        if todo:
+            _load_weights(clip)
+        summary.load_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        summary.embedded += self._embed(clip, row, todo, progress)
+        summary.embed_seconds += time.perf_counter() - started
+
+    def _embed(self, clip, row: ModelRow, todo: list[tuple[str, str]], progress: bool) -> int:
+        """Embed ``todo`` (content hash, path) with ``clip``; returns how many it could."""
         if not todo:
             return 0
         import torch
@@ -366,6 +381,7 @@ class Index:
             raise InputError("nothing to search for: give a text, an image, or --add terms")
         if k < 1:
             raise InputError(f"k must be at least 1, not {k}")
+        _check_threshold(threshold, -1.0)
         row = self._model_row()
         query = combine(terms, self._vector_of)
         allowed, where, params = None, "", ()
@@ -439,7 +455,9 @@ class Index:
 
     def duplicates(self, threshold: float = 0.95) -> list[list[Result]]:
         """Groups of files whose images are near-duplicates (cosine >= threshold), largest
-        group first; byte-identical copies always group together."""
+        group first; byte-identical copies always group together. ``threshold`` is in 0..1:
+        a negative cosine means unlike images, never near-duplicates."""
+        _check_threshold(threshold, 0.0)
         row = self._model_row()
         ids, vectors = self.store.vectors(row)
         pairs = ann.neighbours(self._ann_for(row), vectors, ids, threshold)
@@ -476,6 +494,24 @@ class Index:
                             "vectors": self.store.vector_count(m.id)}
                            for m in self.store.models()],
                 "bytes_on_disk": size}
+
+
+def _load_weights(clip) -> None:
+    """Run the image tower once on a blank image: its weights load, and an engine exports or
+    compiles, on first use, and that time belongs to loading the model, not to embedding."""
+    import torch
+    from PIL import Image
+
+    with torch.inference_mode():
+        clip.encode_image(clip.preprocess(Image.new("RGB", (64, 64)))[None])
+
+
+def _check_threshold(threshold: float | None, lowest: float) -> None:
+    """Cosine similarities lie in -1..1, so a threshold outside its range (or NaN, which
+    compares false with everything) is a mistake, not a request for everything or nothing."""
+    if threshold is not None and not lowest <= threshold <= 1.0:
+        raise InputError(f"threshold must be between {lowest:g} and 1 (a cosine similarity), "
+                         f"not {threshold}")
 
 
 def _absolute(path: str | os.PathLike) -> str:

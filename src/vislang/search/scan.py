@@ -12,6 +12,8 @@ import fnmatch
 import hashlib
 import io
 import os
+import re
+import stat as st
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +22,13 @@ from vislang.images import is_image_path
 
 HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
-EXIF_DATE_TAGS = ((EXIF_IFD, 0x9003), (EXIF_IFD, 0x9004), (None, 0x0132))  # taken, digitised, changed
+# (IFD, date tag, its sub-second tag, its UTC-offset tag): taken, digitised, changed; the
+# sub-second and offset tags always live in the EXIF IFD.
+EXIF_DATE_TAGS = ((EXIF_IFD, 0x9003, 0x9291, 0x9011), (EXIF_IFD, 0x9004, 0x9292, 0x9012),
+                  (None, 0x0132, 0x9290, 0x9010))
+_EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})")  # EXIF's "2012:09:17 15:53:45"
+_SPECIAL_KINDS = ((st.S_ISFIFO, "a FIFO"), (st.S_ISSOCK, "a socket"),
+                  (st.S_ISCHR, "a character device"), (st.S_ISBLK, "a block device"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,10 @@ def walk(root: str, exclude: Sequence[str] = (), hidden: bool = False) -> Walk:
                     subfolders.append(entry.path)
                 elif is_image_path(entry.name):
                     stat = entry.stat()  # follows links: the target's size and time
-                    result.files.append(FileStat(entry.path, stat.st_size, stat.st_mtime_ns))
+                    if reason := not_regular(stat.st_mode):  # opening a FIFO would block
+                        result.problems.append((entry.path, reason))
+                    else:
+                        result.files.append(FileStat(entry.path, stat.st_size, stat.st_mtime_ns))
             except OSError as error:  # a broken link, a file deleted as we looked
                 if is_image_path(entry.name):
                     result.problems.append((entry.path, _reason(error)))
@@ -81,6 +92,15 @@ def _excluded(path: str, root: str, patterns: Sequence[str]) -> bool:
     name = os.path.basename(path)
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relative, p)
                for p in patterns)
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this mode cannot be indexed, or None for a regular file: reading a FIFO
+    blocks until someone writes, and a device may never end (/dev/zero) or have side effects."""
+    if st.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
 
 
 def _reason(error: OSError) -> str:
@@ -106,13 +126,34 @@ def read_content(stat: FileStat) -> Content:
     """
     mtime = stat.mtime_ns / 1e9
     try:
-        with open(stat.path, "rb") as file:
+        with _open_regular(stat.path) as file:
             digest = hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16))
             file.seek(0)
             head = file.read(1 << 17)  # EXIF lives in the first 64 KiB of a JPEG
     except OSError as error:
         return Content(None, mtime, _reason(error))
     return Content(digest.hexdigest(), exif_time(head) or mtime)
+
+
+class _NotRegular(OSError):
+    """A path that is there but is no regular file; its message is the reason."""
+
+
+def _open_regular(path: str) -> io.BufferedReader:
+    """Open a regular file for reading, refusing anything else without blocking on it.
+
+    The walk already left special files out, but a path can be handed in directly
+    (``Index.add``) or replaced after the walk. Stat first so a device is never opened;
+    O_NONBLOCK so a FIFO swapped in after that stat cannot hang the open, and fstat checks
+    what was actually opened."""
+    if reason := not_regular(os.stat(path).st_mode):
+        raise _NotRegular(reason)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    if reason := not_regular(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotRegular(reason)
+    os.set_blocking(fd, True)
+    return open(fd, "rb")
 
 
 def exif_time(head: bytes) -> float | None:
@@ -122,10 +163,33 @@ def exif_time(head: bytes) -> float | None:
     try:
         with Image.open(io.BytesIO(head)) as image:
             exif = image.getexif()
-            for ifd, tag in EXIF_DATE_TAGS:
-                value = (exif.get_ifd(ifd) if ifd else exif).get(tag)
-                if isinstance(value, str) and value.strip():
-                    return datetime.strptime(value.strip()[:19], "%Y:%m:%d %H:%M:%S").timestamp()
+            details = exif.get_ifd(EXIF_IFD)
+            for ifd, tag, subsec_tag, offset_tag in EXIF_DATE_TAGS:
+                value = (details if ifd else exif).get(tag)
+                taken = parse_exif_date(value, details.get(subsec_tag), details.get(offset_tag))
+                if taken is not None:
+                    return taken
     except Exception:  # noqa: BLE001 -- any broken header just means "no EXIF date"
         return None
     return None
+
+
+def parse_exif_date(value: object, subsec: object = None, offset: object = None) -> float | None:
+    """A timestamp from an EXIF date ("2012:09:17 15:53:45") or an ISO one as some tools write
+    it ("2012-09-17T15:53:45-04:00"), with the sub-second and offset tags where the date has
+    neither; None for a blank or impossible date ("0000:00:00 00:00:00"). Without any offset
+    the date is local time, as cameras keep it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(_EXIF_DATE.sub(r"\1-\2-\3", value.strip(" \0")))
+    except ValueError:
+        return None
+    if isinstance(subsec, str) and subsec.strip().isdecimal() and not moment.microsecond:
+        moment = moment.replace(microsecond=int(subsec.strip()[:6].ljust(6, "0")))
+    if isinstance(offset, str) and moment.tzinfo is None:
+        try:
+            moment = moment.replace(tzinfo=datetime.strptime(offset.strip(), "%z").tzinfo)
+        except ValueError:
+            pass  # an unreadable offset: keep the date as local time
+    return moment.timestamp()
