@@ -254,3 +254,34 @@ def test_cli_errors_are_one_line(image_files, tmp_path):
 
     out = run_cli("caption", image_files[0], "--beams", "0")
     assert out.returncode == 2 and out.stderr == "error: beams must be at least 1, not 0\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_question_is_cut_to_the_text_window_with_a_warning(vqa_dir, image_files, backend):
+    """Past the window the position table runs out: every engine crashed, each its own way."""
+    import vislang
+    from vislang.captioning import TextTruncatedWarning
+    from vislang.models.blip import load_blip
+
+    vqa = load_blip(str(vqa_dir), backend, "fp32")
+    assert vqa.text_window == 64
+    with pytest.warns(TextTruncatedWarning, match="question is 127 tokens.*first 64 were used"):
+        answer = vislang.ask(image_files[0], "is there a red circle " * 25, vqa)
+    # [CLS], the first 62 words, [SEP]: the same answer as to those words alone
+    assert answer == vislang.ask(image_files[0], "is there a red circle " * 12 + "is there", vqa)
+
+
+def test_long_prompt_is_cut_and_max_tokens_past_the_window_refused(caption_dir, vqa_dir, image_files):
+    import vislang
+    from vislang.captioning import TextTruncatedWarning
+    from vislang.errors import InputError
+    from vislang.models.blip import load_blip
+
+    blip = load_blip(str(caption_dir), "torch", "fp32")
+    # [DEC] and 90 words; the window of 64 keeps 9 positions for a 10-token caption
+    with pytest.warns(TextTruncatedWarning, match="prompt is 91 tokens.*first 55 were used"):
+        (text,) = vislang.caption(image_files[:1], blip, prompt="a picture of " * 30,
+                                  beams=2, max_tokens=10)
+    assert text.startswith("a picture of a picture of")
+    with pytest.raises(InputError, match="text window is 64 tokens"):
+        vislang.ask(image_files[0], "what?", str(vqa_dir), beams=3, max_tokens=65)

@@ -86,3 +86,14 @@ def test_missing_model_fails_fast_and_says_what_to_do(endpoint_kind, silent_serv
     assert "ViT-L/14" in message and "openai/clip-vit-large-patch14" in message
     assert str(tmp_path / "hub") in message  # where it looked
     assert "network" in message and "save_pretrained" in message  # what to do
+
+
+def test_folder_without_config_is_not_taken_for_a_model(tmp_path):
+    """It used to pass as a checkpoint, and transformers then failed with a ValueError about
+    `model_type` that named neither the folder's problem nor the way out."""
+    from vislang.errors import ModelNotFoundError
+    from vislang.models.hub import locate
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json.*save_pretrained"):
+        locate(str(tmp_path))

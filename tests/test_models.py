@@ -193,3 +193,14 @@ def test_weights_first_loaded_in_inference_mode_still_train(tiny_clip_dir):
     model.hf_model.get_image_features(pixel_values=pixels).pooler_output.sum().backward()
     assert not any(p.is_inference() for p in weights.parameters())
     assert pixels.grad is not None
+
+
+def test_embed_readable_skips_the_bad_file_and_embeds_the_rest(clip_model, tmp_path):
+    good = tmp_path / "good.png"
+    _images(1)[0].save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    embedded = clip_model.embed_readable([good, bad, good], batch_size=2)
+    assert embedded.kept == [0, 2]
+    assert [(p, r.split(" ")[0]) for p, r in embedded.skipped] == [(str(bad), "not")]
+    assert np.allclose(embedded.vectors, clip_model.embed_images([good, good]), atol=1e-6)

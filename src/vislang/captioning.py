@@ -11,11 +11,16 @@ the tests check that. Only the engine's ``encode_images`` / ``encode_question`` 
     ['a picture of a beach with palm trees']
     >>> vislang.ask("beach.jpg", "how many trees are there?")
     '3'
+
+A question or prompt longer than the model's text window (``BlipModel.text_window``: 512
+tokens for Salesforce's BLIPs) is cut to fit, with a ``TextTruncatedWarning``; the answer or
+caption is then about the part that fitted.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -29,6 +34,10 @@ from vislang.parallel import batched, ordered_map
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-base"
 ImageInput = str | os.PathLike | bytes | Image.Image
+
+
+class TextTruncatedWarning(UserWarning):
+    """A question or caption prompt was longer than the model's text window and was cut."""
 
 
 def caption(images: ImageInput | Iterable[ImageInput], model: str | BlipModel | None = None,
@@ -72,14 +81,13 @@ def ask(image: ImageInput, question: str, model: str | BlipModel | None = None, 
 def caption_ids(blip: BlipModel, pixel_values: torch.Tensor, prompt: str | None = None,
                 beams: int = 1, max_tokens: int = 20) -> list[list[int]]:
     """Token ids per image: ``[DEC]``, the prompt's tokens, the caption, ``[SEP]`` if reached."""
+    _check_window(blip, max_tokens)
     engine = blip.engine
     with torch.inference_mode():
         image_embeds = engine.encode_images(pixel_values)
         n = image_embeds.shape[0]
         if prompt:
-            ids = blip.tokenizer(prompt, return_tensors="pt")["input_ids"][:, :-1]  # drop [SEP]
-            ids[:, 0] = blip.bos_token_id
-            ids = ids.repeat(n, 1)
+            ids = _prompt_ids(blip, prompt, max_tokens).repeat(n, 1)
         else:
             ids = torch.full((n, 1), blip.bos_token_id, dtype=torch.long)
         return _generate(blip, ids, image_embeds, beams, max_tokens)
@@ -88,15 +96,52 @@ def caption_ids(blip: BlipModel, pixel_values: torch.Tensor, prompt: str | None 
 def answer_ids(blip: BlipModel, pixel_values: torch.Tensor, questions: Sequence[str],
                beams: int = 1, max_tokens: int = 10) -> list[list[int]]:
     """Answer token ids per (image, question): ``[DEC]``, the answer, ``[SEP]`` if reached."""
+    _check_window(blip, max_tokens)
     engine = blip.engine
     with torch.inference_mode():
         image_embeds = engine.encode_images(pixel_values)
-        tokens = blip.tokenizer(list(questions), padding=True, return_tensors="pt")
+        tokens = _question_tokens(blip, list(questions))
         question_embeds = engine.encode_question(tokens["input_ids"], tokens["attention_mask"],
                                                  image_embeds)
         # transformers' BLIP lets the answer attend to every question position, padding too
         ids = torch.full((question_embeds.shape[0], 1), blip.bos_token_id, dtype=torch.long)
         return _generate(blip, ids, question_embeds, beams, max_tokens)
+
+
+def _check_window(blip: BlipModel, max_tokens: int) -> None:
+    if max_tokens > blip.text_window:
+        raise InputError(f"max_tokens (--max-tokens) {max_tokens} is more than "
+                         f"{blip.checkpoint.name} can generate: its text window is "
+                         f"{blip.text_window} tokens; ask for at most that many")
+
+
+def _prompt_ids(blip: BlipModel, prompt: str, max_tokens: int) -> torch.Tensor:
+    """``[DEC]`` and the prompt's tokens, ``long[1, L]``, cut to leave the caption room."""
+    ids = blip.tokenizer(prompt, return_tensors="pt")["input_ids"][:, :-1]  # drop [SEP]
+    ids[:, 0] = blip.bos_token_id
+    # the decoder's positions hold [DEC], the prompt and all but the last new token
+    room = blip.text_window - max_tokens + 1
+    if ids.shape[1] > room:
+        _warn_cut(blip, "prompt", ids.shape[1], room,
+                  f", with room kept for the {max_tokens} tokens of the caption")
+    return ids[:, :room]
+
+
+def _question_tokens(blip: BlipModel, questions: list[str]):
+    """The questions' ids and attention mask, each cut to the text encoder's window (past it,
+    its position table runs out: a size mismatch in torch, a shape error in OpenVINO)."""
+    window = blip.text_window
+    for ids in blip.tokenizer(questions)["input_ids"]:
+        if len(ids) > window:
+            _warn_cut(blip, "question", len(ids), window)
+    return blip.tokenizer(questions, padding=True, truncation=True, max_length=window,
+                          return_tensors="pt")
+
+
+def _warn_cut(blip: BlipModel, what: str, length: int, kept: int, detail: str = "") -> None:
+    warnings.warn(f"the {what} is {length} tokens, more than fit the text window of "
+                  f"{blip.checkpoint.name} ({blip.text_window} tokens{detail}); only its first "
+                  f"{kept} were used", TextTruncatedWarning, stacklevel=4)
 
 
 # -- the loop ----------------------------------------------------------------------------------

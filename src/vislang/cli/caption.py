@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -71,7 +74,8 @@ def caption(
     existing_files(images)
     check_settings(beams, max_tokens)  # bad input fails before model work
     blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
-    texts = run_caption(images, blip, prompt=prompt, beams=beams, max_tokens=max_tokens)
+    with _note_cuts():
+        texts = run_caption(images, blip, prompt=prompt, beams=beams, max_tokens=max_tokens)
     if json_out:
         print_json([{"path": str(p), "caption": t} for p, t in zip(images, texts)])
         return
@@ -84,7 +88,8 @@ def caption(
 
 def _caption_index(idx, blip, prompt: str | None, beams: int, max_tokens: int,
                    json_out: bool) -> None:
-    summary = idx.caption(blip, prompt, beams, max_tokens, progress=not json_out)
+    with _note_cuts():
+        summary = idx.caption(blip, prompt, beams, max_tokens, progress=not json_out)
     total = idx.store.caption_count()
     if json_out:
         return print_json({**summary.as_dict(), "captions": total})
@@ -111,8 +116,26 @@ def ask(
     existing_files([image])
     check_settings(beams, max_tokens)
     blip = _load(model or DEFAULT_VQA_MODEL, json_out, backend, precision)
-    answer = run_ask(image, question, blip, beams=beams, max_tokens=max_tokens)
+    with _note_cuts():
+        answer = run_ask(image, question, blip, beams=beams, max_tokens=max_tokens)
     if json_out:
         print_json({"path": str(image), "question": question, "answer": answer})
         return
     stdout.print(answer, highlight=False, markup=False)
+
+
+@contextmanager
+def _note_cuts():
+    """A question or prompt cut to the model's text window: one ``note:`` line on stderr, once
+    (the library warns per batch, and Python's warning format takes two lines)."""
+    from vislang.captioning import TextTruncatedWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TextTruncatedWarning)
+        yield
+    notes = [w for w in caught if issubclass(w.category, TextTruncatedWarning)]
+    for message in dict.fromkeys(str(w.message) for w in notes):
+        print(f"note: {message}", file=sys.stderr)
+    for w in caught:
+        if w not in notes:  # recording caught every warning; the others show as usual
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)

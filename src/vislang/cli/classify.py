@@ -19,7 +19,8 @@ from vislang.cli.common import (
     print_json,
     stdout,
 )
-from vislang.errors import InputError
+from vislang.cli.search import SKIPPED_SHOWN
+from vislang.errors import ImageLoadError, InputError
 from vislang.metrics import accuracy_report
 
 eval_app = typer.Typer(help="Measure a model on a labelled image folder.", no_args_is_help=True)
@@ -43,7 +44,8 @@ def classify(
     """Classify images zero-shot among LABELS, or with a trained linear probe."""
     existing_files(images)
     if probe_file is not None:
-        class_names, probs = _probe_probabilities(probe_file, images, model, backend, precision)
+        class_names, probs, embedded = _probe_probabilities(probe_file, images, model, backend,
+                                                            precision)
     else:
         from vislang.zeroshot import Classifier
 
@@ -51,22 +53,47 @@ def classify(
         classifier = Classifier(load_model(model, json_out, backend, precision), class_labels,
                                 templates)
         class_names = classifier.labels
-        probs = classifier.probabilities(
-            classifier.model.embed_images(images, progress=len(images) > 32))
+        embedded = _embed(classifier.model, images, progress=len(images) > 32)
+        probs = classifier.probabilities(embedded.vectors)
     from vislang.zeroshot import top_predictions
 
-    results = top_predictions(probs, class_names, top)
+    results = dict(zip(embedded.kept, top_predictions(probs, class_names, top)))
     if json_out:
-        print_json([{"path": str(p), "predictions": [{"label": x.label, "prob": round(x.prob, 6)}
-                                                     for x in preds]}
-                    for p, preds in zip(images, results)])
-        return
+        reasons = dict(embedded.skipped)
+        return print_json([_json_row(path, results.get(i), reasons.get(str(path)))
+                           for i, path in enumerate(images)])
     table = Table("image", "prediction", "probability")
     table.columns[0].overflow = "fold"  # a file path is worth more than a tidy table
-    for path, preds in zip(images, results):
+    for i, preds in results.items():
         for rank, pred in enumerate(preds):
-            table.add_row(str(path) if rank == 0 else "", pred.label, f"{pred.prob:.1%}")
+            table.add_row(str(images[i]) if rank == 0 else "", pred.label, f"{pred.prob:.1%}")
     stdout.print(table)
+    _print_skipped(embedded.skipped)
+
+
+def _embed(clip, images: list[Path], progress: bool):
+    """Features of the readable images. An unreadable one is skipped with its reason, as
+    `vislang index` does, so one bad file does not cost the rest; none readable is an error."""
+    embedded = clip.embed_readable(images, progress=progress)
+    if not embedded.kept:
+        path, reason = embedded.skipped[0]
+        others = f" (none of the {len(images)} images could be read)" if len(images) > 1 else ""
+        raise ImageLoadError(path, reason + others)
+    return embedded
+
+
+def _json_row(path: Path, preds, reason: str | None) -> dict:
+    if preds is None:  # the output stays one row per image given, in order
+        return {"path": str(path), "predictions": [], "skipped": reason}
+    return {"path": str(path), "predictions": [{"label": x.label, "prob": round(x.prob, 6)}
+                                               for x in preds]}
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped[:SKIPPED_SHOWN]:
+        stdout.print(f"skipped {path}: {reason}", highlight=False, markup=False, soft_wrap=True)
+    if len(skipped) > SKIPPED_SHOWN:
+        stdout.print(f"... and {len(skipped) - SKIPPED_SHOWN} more skipped (--json lists all)")
 
 
 def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
@@ -90,7 +117,8 @@ def _probe_probabilities(probe_file: Path, images: list[Path], model: str, backe
     if clip.model_key != probe.model_key:
         raise InputError(f"{probe_file} was trained on features of {probe.model_key}, "
                          f"but the model is {clip.model_key}; pass --model {probe.model_name}")
-    return probe.labels, probe.probabilities(clip.embed_images(images, progress=len(images) > 32))
+    embedded = _embed(clip, images, progress=len(images) > 32)
+    return probe.labels, probe.probabilities(embedded.vectors), embedded
 
 
 @eval_app.command("zeroshot")
@@ -109,13 +137,16 @@ def eval_zeroshot(
     data = ImageFolder.open(folder)
     classifier = Classifier(load_model(model, json_out, backend, precision), data.classes,
                             templates)
-    probs = classifier.probabilities(classifier.model.embed_images(data.paths, progress=True))
-    report = accuracy_report(probs, np.array(data.targets), data.classes)
-    report.update(model=classifier.model.model_key, images=len(data.paths))
+    embedded = _embed(classifier.model, data.paths, progress=True)
+    probs = classifier.probabilities(embedded.vectors)
+    report = accuracy_report(probs, np.array(data.targets)[embedded.kept], data.classes)
+    report.update(model=classifier.model.model_key, images=len(embedded.kept),
+                  skipped=[{"path": p, "reason": r} for p, r in embedded.skipped])
     if json_out:
         print_json(report)
         return
-    _print_report(report, f"zero-shot on {folder} ({len(data.paths)} images)")
+    _print_report(report, f"zero-shot on {folder} ({len(embedded.kept)} images)")
+    _print_skipped(embedded.skipped)
 
 
 def _print_report(report: dict, title: str) -> None:

@@ -71,17 +71,81 @@ def run() -> None:
         _fail(e, e.exit_code)
     except (KeyboardInterrupt, BrokenPipeError):
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 -- click's usage errors and real bugs alike
+    except Exception as e:  # noqa: BLE001 -- typer's usage errors and real bugs alike
+        code = _framework_exit(e)
+        if code is None:
+            _fail(e, 1, prefix=f"internal error ({type(e).__name__}): ")
+        sys.exit(code)
+
+
+def _framework_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, abort, usage error) classes of the command-line framework.
+
+    typer >= 0.29 vendors click as ``typer._click``: its usage errors derive from
+    ``typer.exceptions.TyperException`` and its Exit / Abort are typer's own, none of them
+    click's classes; older typers raise click's. Whichever is installed, both are caught.
+    """
+    exits, aborts, errors = [typer.Exit], [typer.Abort], []
+    try:
+        from typer.exceptions import TyperException
+
+        errors.append(TyperException)
+    except ImportError:  # typer < 0.29: its errors are click's, below
+        pass
+    try:
         import click
 
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        _fail(e, 1, prefix=f"internal error ({type(e).__name__}): ")
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        errors.append(click.ClickException)
+    except ImportError:  # typer >= 0.29 does not need click installed
+        pass
+    return tuple(exits), tuple(aborts), tuple(errors)
+
+
+def _framework_exit(error: Exception) -> int | None:
+    """The exit code for the framework's own exceptions (after saying what was wrong), None
+    for anything else."""
+    exits, aborts, errors = _framework_classes()
+    if isinstance(error, exits):
+        return error.exit_code
+    if isinstance(error, aborts):
+        return 130
+    if not isinstance(error, errors):
+        return None
+    if any(c.__name__ == "NoArgsIsHelpError" for c in type(error).__mro__):
+        error.show()  # no arguments: the help is the answer, not an error line
+    else:
+        _usage_line(error)
+    return error.exit_code
+
+
+def _usage_line(error: Exception) -> None:
+    # click's own show() prints the usage, a hint and the error on three lines; scripts and
+    # people read one.
+    message = " ".join(error.format_message().split()).rstrip(".")
+    ctx = getattr(error, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
+
+
+def _flags_take_no_value() -> None:
+    """Leave the value tag off flags in the help: typer 0.29's rich help shows ``--json
+    <bool>`` though a flag takes no value (its plain help already leaves it off)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_untagged", False):  # older typer / done already
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and self.metavar is None else shown(self, ctx)
+
+    display_type_rich.flags_untagged = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()  # at import: every way of running `app` shows the same help
 
 
 def _fail(error: BaseException, code: int, prefix: str = "") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -52,6 +53,8 @@ def saliency(
     if (query is None) == (query_image is None):
         raise InputError('give exactly one of a QUERY text or --query-image PATH')
     existing_files([image] + ([query_image] if query_image is not None else []))
+    png = writable(output or Path(f"{image.stem}.saliency-{method}.png"), "--output")
+    npy = writable(npy.with_suffix(".npy") if npy is not None else None, "--npy")
     from vislang.explain import saliency as explain
 
     clip = load_model(model, json_out, backend, precision)
@@ -59,10 +62,9 @@ def saliency(
                      n_iters=n_iters, min_crop=min_crop, seed=seed, normalize=normalize,
                      sampler=sampler, contrast=contrast,
                      progress=not json_out)
-    png = output or Path(f"{image.stem}.saliency-{method}.png")
     written = {"png": str(result.save(png))}
     if npy is not None:
-        written["npy"] = str(result.save(npy if npy.suffix == ".npy" else npy.with_suffix(".npy")))
+        written["npy"] = str(result.save(npy))
     stats = result.stats()
     if json_out:
         print_json({"image": str(image), "query": result.query, "method": method,
@@ -74,3 +76,20 @@ def saliency(
                  f"max {stats['max']:.4g} at (x={x}, y={y})", highlight=False)
     for kind, path in written.items():
         stdout.print(f"wrote {path}", highlight=False)
+
+
+def writable(path: Path | None, option: str) -> Path | None:
+    """``path``, once it is sure it can be written: a map takes seconds to minutes to compute,
+    and a bad output path should not throw that work away at the end."""
+    if path is None:
+        return None
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name, e.g. {path / 'map.png'}")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {option} {path}: the folder {folder} does not exist; "
+                         "create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {option} {path}: the folder {folder} is not writable; "
+                         "choose another path")
+    return path

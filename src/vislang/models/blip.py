@@ -154,6 +154,13 @@ class BlipModel:
         return self.checkpoint.model_key
 
     @functools.cached_property
+    def text_window(self) -> int:
+        """The most token positions the text encoder and decoder take: the size of their
+        position table, or the tokenizer's limit where that is smaller."""
+        window = self.config.text_config.max_position_embeddings
+        return min(window, getattr(self.tokenizer, "model_max_length", None) or window)
+
+    @functools.cached_property
     def generation_config(self):
         """The settings ``text_decoder.generate`` uses (beam search's length penalty and early
         stop): transformers builds them from the text config, so no weights need loading."""

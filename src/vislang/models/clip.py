@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vislang.errors import TokenizeError, UnsupportedModelError
+from vislang.errors import ImageLoadError, TokenizeError, UnsupportedModelError
 from vislang.images import load_image
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.tokenizer import clean_text, frame
@@ -25,6 +26,15 @@ from vislang.progress import progress_bar
 
 SUPPORTED_TYPES = ("clip", "siglip")
 ImageInput = str | os.PathLike | bytes | Image.Image
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What ``ClipModel.embed_readable`` made of a list of images."""
+
+    vectors: np.ndarray  # float32[K, D]: one normalised row per readable image
+    kept: list[int]  # each row's position in the input
+    skipped: list[tuple[str, str]]  # (image, reason) for each that could not be read
 
 
 class ClipModel:
@@ -157,11 +167,39 @@ class ClipModel:
         """
         images = list(images)
         pixels = ordered_map(self._load_and_preprocess, images, ahead=2 * batch_size)
+        return self._embed_pixels(pixels, len(images), batch_size, progress)
+
+    def embed_readable(self, images: Iterable[ImageInput], batch_size: int = 32,
+                       progress: bool = False) -> Embedded:
+        """``embed_images`` for a collection that may hold unreadable files: each is skipped,
+        with its reason, instead of stopping the whole run."""
+        images = list(images)
+        kept: list[int] = []
+        skipped: list[tuple[str, str]] = []
+
+        def readable():
+            loaded = ordered_map(self._try_load, images, ahead=2 * batch_size)
+            for i, (pixels, error) in enumerate(loaded):
+                if error is None:
+                    kept.append(i)
+                else:
+                    skipped.append((error.path, error.reason))
+                yield pixels
+
+        vectors = self._embed_pixels(readable(), len(images), batch_size, progress)
+        return Embedded(vectors, kept, skipped)
+
+    def _embed_pixels(self, pixels: Iterable[torch.Tensor | None], total: int, batch_size: int,
+                      progress: bool) -> np.ndarray:
+        """Preprocessed images -> normalised rows; a None (an unreadable image) makes no row
+        but still counts on the progress bar."""
         chunks = [np.zeros((0, self.embed_dim), np.float32)]
-        with progress_bar(len(images), "embedding", enabled=progress) as advance:
+        with progress_bar(total, "embedding", enabled=progress) as advance:
             with torch.inference_mode():
                 for batch in batched(pixels, batch_size):
-                    chunks.append(_normalize(self.encode_image(torch.stack(batch))).cpu().numpy())
+                    if good := [p for p in batch if p is not None]:
+                        features = self.encode_image(torch.stack(good))
+                        chunks.append(_normalize(features).cpu().numpy())
                     advance(len(batch))
         return np.concatenate(chunks)
 
@@ -176,6 +214,12 @@ class ClipModel:
 
     def _load_and_preprocess(self, source: ImageInput) -> torch.Tensor:
         return self.transform(load_image(source, min_side=self.transform.min_side))
+
+    def _try_load(self, source: ImageInput) -> tuple[torch.Tensor | None, ImageLoadError | None]:
+        try:
+            return self._load_and_preprocess(source), None
+        except ImageLoadError as error:
+            return None, error
 
     def _calibration_data(self, count: int = 128) -> dict[str, list[np.ndarray]]:
         """Inputs for int8 calibration: the user's images if given, else the shapes world."""

@@ -44,7 +44,7 @@ def locate(name_or_path: str) -> Checkpoint:
         return Checkpoint(name_or_path, path, content_hash(path))
     local = Path(name_or_path).expanduser()
     if local.is_dir():
-        return Checkpoint(str(local.resolve()), local.resolve(), fingerprint(local))
+        return _local_checkpoint(local)
     if _looks_like_path(name_or_path):
         raise ModelNotFoundError(
             f"model directory {name_or_path!r} does not exist; pass a directory written by "
@@ -55,6 +55,17 @@ def locate(name_or_path: str) -> Checkpoint:
     if snapshot is None:
         snapshot = _download(name_or_path, repo_id)
     return Checkpoint(repo_id, snapshot, snapshot.name)
+
+
+def _local_checkpoint(directory: Path) -> Checkpoint:
+    # Without this check transformers fails later with a ValueError about `model_type` that
+    # names neither the folder's problem nor the way out.
+    if not (directory / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{directory} is not a model folder: it has no config.json. A model folder holds "
+            "config.json, the weights (model.safetensors) and the tokenizer files, as written "
+            "by save_pretrained; or pass a model name (see `vislang models`)")
+    return Checkpoint(str(directory.resolve()), directory.resolve(), fingerprint(directory))
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
