@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -43,13 +43,35 @@ def test_alias_loads_from_the_hub_cache_without_network(tiny_clip_dir, tmp_path)
     assert "'ViT-B/32': True" in on_disk and "'ViT-B/16': False" in on_disk
 
 
+class SilentServer:
+    """A port that accepts connections and never answers: a hub behind a dead proxy. It
+    counts the connections made to it."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.socket.accept()[0])  # held open, never answered
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self.held:
+            connection.close()
+
+
 @pytest.fixture
 def silent_server():
-    """A port that accepts connections and never answers: a hub behind a dead proxy."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    server = SilentServer()
+    yield server
     server.close()
 
 
@@ -63,37 +85,34 @@ def _closed_port() -> str:
 
 @pytest.mark.parametrize("endpoint_kind", ["silent", "refused", "offline-env"])
 def test_missing_model_fails_fast_and_says_what_to_do(endpoint_kind, silent_server, tmp_path):
+    """Fast means bounded by our own probe's timeout, not by huggingface_hub's retries and
+    its 10 s etag timeout: one connection at most, and none when offline is set. (Seconds
+    are not asserted: a loaded machine makes any wall-clock bound a flake.)"""
+    from vislang.models.hub import PROBE_TIMEOUT_S
+
     env = {"HF_HOME": str(tmp_path)}
     if endpoint_kind == "silent":
-        env["HF_ENDPOINT"] = silent_server
+        env["HF_ENDPOINT"] = silent_server.url
     elif endpoint_kind == "refused":
         env["HF_ENDPOINT"] = _closed_port()
     else:
         env["HF_HUB_OFFLINE"] = "1"
+        env["HF_ENDPOINT"] = silent_server.url  # must not even be tried
     code = (
-        "import time, vislang\n"
-        "t = time.monotonic()\n"
+        "import vislang\n"
         "try:\n"
         "    vislang.load('ViT-L/14')\n"
         "except vislang.ModelNotFoundError as e:\n"
-        "    print(round(time.monotonic() - t, 2)); print(e)\n"
+        "    print(e)\n"
     )
-    start = time.monotonic()
-    out = _python(code, env)
+    out = _python(code, env)  # (its timeout is a hang guard only)
     assert out.returncode == 0, out.stderr
-    seconds, message = out.stdout.split("\n", 1)
-    assert float(seconds) < 10 and time.monotonic() - start < 30
+    message = out.stdout
     assert "ViT-L/14" in message and "openai/clip-vit-large-patch14" in message
     assert str(tmp_path / "hub") in message  # where it looked
     assert "network" in message and "save_pretrained" in message  # what to do
-
-
-def test_folder_without_config_is_not_taken_for_a_model(tmp_path):
-    """It used to pass as a checkpoint, and transformers then failed with a ValueError about
-    `model_type` that named neither the folder's problem nor the way out."""
-    from vislang.errors import ModelNotFoundError
-    from vislang.models.hub import locate
-
-    (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(ModelNotFoundError, match=r"no config\.json.*save_pretrained"):
-        locate(str(tmp_path))
+    if endpoint_kind == "silent":
+        assert f"no answer within {PROBE_TIMEOUT_S:.0f} s" in message
+        assert len(silent_server.held) == 1  # the probe; no download waited on the hub
+    elif endpoint_kind == "offline-env":
+        assert "HF_HUB_OFFLINE" in message and not silent_server.held

@@ -22,12 +22,14 @@ def demo(
     """A tour on generated shape scenes with the shipped shapes-clip model, fully offline."""
     from vislang.datasets.shapes import write_dataset
     from vislang.models.clip import load
+    from vislang.runtime.cpu import describe
 
     model = load(DEMO_MODEL, backend="auto", precision="auto")
     stdout.print(f"model: [bold]{DEMO_MODEL}[/], a tiny CLIP vislang trained on generated "
                  "scenes of circles, squares and triangles in four colours "
                  f"({model.model_key}).\n"
-                 f"engine: [bold]{model.backend}[/] ({model.engine_choice.reason})\n")
+                 f"cpu: {describe()}; engine: [bold]{model.backend}[/] "
+                 f"({model.engine_choice.reason})\n", highlight=False)
     singles = write_dataset(workdir / "one-object", 12, seed=90001, n_objects=1)
     _zero_shot(model, singles / "classes")
     scenes = write_dataset(workdir / "gallery", 200, seed=90002)

@@ -20,14 +20,15 @@ def info(json_out: bool = JsonOption) -> None:
     """This machine, the engines installed, what each can run, and what `auto` picks."""
     import torch
 
-    from vislang.runtime import BACKENDS, choose, cpu_has_bf16, installed, supported_precisions
+    from vislang.runtime import BACKENDS, choose, installed, supported_precisions
     from vislang.runtime.cache import cache_root, library_versions, list_entries
+    from vislang.runtime.cpu import cpu_class, cpu_has_amx, cpu_has_bf16, describe
 
     choice = choose("auto", "auto", "cuda" if torch.cuda.is_available() else "cpu")
     report = {
         "versions": library_versions() | {"python": platform.python_version()},
-        "cpu": _cpu_name(), "cores": os.cpu_count(),
-        "cpu_bf16": cpu_has_bf16(), "cpu_amx": torch.cpu._is_amx_tile_supported(),
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "cpu_class": cpu_class(),
+        "cpu_bf16": cpu_has_bf16(), "cpu_amx": cpu_has_amx(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "backends": {b: {"installed": installed(b), "precisions": list(supported_precisions(b))}
                      for b in BACKENDS},
@@ -38,9 +39,8 @@ def info(json_out: bool = JsonOption) -> None:
     if json_out:
         print_json(report)
         return
-    stdout.print(f"cpu: {report['cpu']} ({report['cores']} cores), bf16 units: "
-                 f"{'yes' if report['cpu_bf16'] else 'no'}, AMX: "
-                 f"{'yes' if report['cpu_amx'] else 'no'}; CUDA: {report['cuda'] or 'none'}")
+    stdout.print(f"cpu: {report['cpu']} ({report['cores']} cores), class {describe()}; "
+                 f"CUDA: {report['cuda'] or 'none'}", highlight=False)
     versions = report["versions"]
     stdout.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v != "-"))
     table = Table("backend", "installed", "precisions (best first)")
@@ -81,8 +81,11 @@ def export(
     from vislang.models.clip import load
     from vislang.runtime import choose
 
+    if backend == "torch":
+        raise InputError("torch needs no export: it runs the checkpoint itself; export writes "
+                         "openvino or onnx graphs")
     if backend not in ("openvino", "onnx"):
-        raise InputError("export writes openvino or onnx graphs; torch needs no export")
+        raise InputError(f"unknown backend {backend!r} for export; choose openvino or onnx")
     choose(backend, precision)  # refuses what this machine cannot run, with the way out
     images = None
     if calibration is not None:

@@ -225,12 +225,18 @@ def _choose(backend: str, precision: str, device: str) -> EngineChoice:
     is installed, else torch."""
     if backend in EXPORTED_PRECISIONS and device.startswith("cuda"):
         raise InputError(f"BLIP runs on CUDA with the torch backend, not {backend}")
+    # What BLIP's graphs can be is checked before what this CPU can run: "not fp16" is the
+    # answer on every machine, whatever the CPU's class.
+    _check_blip_precision(backend, precision)
     choice = choose(backend, precision, device)  # auto: the same rule as CLIP's
-    allowed = EXPORTED_PRECISIONS.get(choice.backend)
-    if allowed and choice.precision not in allowed:
-        raise InputError(f"BLIP on {choice.backend} runs in {', '.join(allowed)}, not "
-                         f"{choice.precision}")
+    _check_blip_precision(choice.backend, choice.precision)
     return choice
+
+
+def _check_blip_precision(backend: str, precision: str) -> None:
+    allowed = EXPORTED_PRECISIONS.get(backend)
+    if allowed and precision != "auto" and precision not in allowed:
+        raise InputError(f"BLIP on {backend} runs in {', '.join(allowed)}, not {precision}")
 
 
 def _load_config(checkpoint: Checkpoint):

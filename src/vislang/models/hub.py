@@ -150,7 +150,10 @@ def _probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         except urllib.error.HTTPError as e:
             outcome.append("404" if e.code in (401, 404) else None)
         except Exception as e:  # noqa: BLE001 -- any failure means "not reachable"
-            outcome.append(str(getattr(e, "reason", e)) or type(e).__name__)
+            reason = getattr(e, "reason", e)
+            silent = isinstance(reason, TimeoutError)  # the user reads "timed out" as a hang
+            outcome.append(f"no answer within {timeout:.0f} s" if silent
+                           else str(reason) or type(e).__name__)
 
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-import torch
-
 from vislang.errors import InputError
+from vislang.runtime.cpu import (  # noqa: F401 -- cpu_has_amx is re-exported
+    LABELS, capped, cpu_class, cpu_has_amx, cpu_has_bf16)
 
 BACKENDS = ("torch", "openvino", "onnx")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -33,14 +33,6 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def cpu_has_bf16() -> bool:
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def cpu_has_amx() -> bool:
-    return torch.cpu._is_amx_tile_supported()
-
-
 def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
     """What ``backend`` can run here, best first."""
     cuda = device.startswith("cuda")
@@ -54,8 +46,32 @@ def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
     from vislang.runtime.openvino_engine import openvino_capabilities
 
     caps = openvino_capabilities()
+    if not cpu_has_bf16():
+        caps.discard("BF16")
+    if capped():  # FP16 on a CPU needs AMX-FP16 or AVX512-FP16: hidden with them
+        caps.discard("FP16")
     return tuple(p for p, cap in (("int8", "INT8"), ("bf16", "BF16"), ("fp16", "FP16"),
                                   ("fp32", "FP32")) if cap in caps)
+
+
+# What "auto" runs, by CPU class (or CUDA), best first: the fastest engine x precision that
+# bench/encode.py and bench/blip.py measured on such a machine (docs/benchmarks.md keeps a table
+# per class), among those that need no calibration and keep features within bf16's distance
+# of fp32 (min cosine >= 0.999). OpenVINO's int8 is calibrated (NNCF) and never automatic;
+# ONNX Runtime's is dynamic (int8 weights, activations scaled on each call) and may be. Rows
+# whose engine is not installed are passed over.
+AUTO: dict[str, tuple[tuple[str, str], ...]] = {
+    "cuda": (("torch", "fp16"), ("torch", "bf16")),
+    # AMX: OpenVINO bf16 ~5x transformers fp32 on ViT-B/32; its int8 is faster still (~7.5x)
+    # but calibrated.
+    "amx": (("openvino", "bf16"), ("torch", "bf16")),
+    # AVX-512 without AMX: bf16 (AVX512-BF16 alone) measured slower than fp32 in every engine.
+    "avx512": (("openvino", "fp32"), ("torch", "fp32")),
+    # AVX2 (AMD EPYC): ONNX Runtime's int8 ~2.5x on ViT-B/32, OpenVINO fp32 ~1.3x, its int8
+    # ~1.4-1.7x: without VNNI or AMX, only ONNX Runtime's int8 kernels pay.
+    "avx2": (("onnx", "int8"), ("openvino", "fp32"), ("torch", "fp32")),
+    "other": (("onnx", "int8"), ("openvino", "fp32"), ("torch", "fp32")),
+}
 
 
 def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") -> EngineChoice:
@@ -64,53 +80,59 @@ def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") 
         raise InputError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if precision not in ("auto", *PRECISIONS):
         raise InputError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
-    if backend == "auto":
-        backend, reason = _auto_backend(device)
-    else:
-        reason = "asked for"
+    if backend != "auto":
         if not installed(backend):
             raise InputError(f"the {backend} backend is not installed; {EXTRAS[backend]}")
         if device.startswith("cuda") and backend == "openvino":
             raise InputError("the openvino backend runs on the CPU here; use --backend torch "
                              "or onnx on CUDA")
+    if backend == "auto" or precision == "auto":
+        backend, precision, reason = _auto(backend, precision, device)
+    else:
+        reason = "asked for"
     supported = supported_precisions(backend, device)
-    if precision == "auto":
-        precision, why = _auto_precision(supported, device)
-        reason = f"{reason}; {why}"
-    elif precision not in supported:
+    if precision not in supported:
         where = "CUDA" if device.startswith("cuda") else "this CPU"
         raise InputError(f"{backend} cannot run {precision} on {where}; it can run: "
                          f"{', '.join(supported)}" + _elsewhere(precision, device))
     return EngineChoice(backend, precision, reason)
 
 
-def _auto_backend(device: str) -> tuple[str, str]:
-    if device.startswith("cuda"):
-        return "torch", "CUDA: torch runs fp16 on the GPU directly"
-    if installed("openvino"):
-        return "openvino", ("OpenVINO is installed: the fastest CPU engine in bench/encode.py "
-                            "and bench/blip.py")
-    return "torch", f"OpenVINO is not installed ({EXTRAS['openvino']} for a faster CPU engine)"
-
-
-def _auto_precision(supported: tuple[str, ...], device: str) -> tuple[str, str]:
-    # int8 changes answers slightly and needs calibration: never an automatic choice. On a CPU,
-    # bf16 pays only with AMX matrix units: with AVX512-BF16 alone bench/encode.py measured it
-    # slower than fp32 in every engine (docs/benchmarks.md).
-    if device.startswith("cuda"):
-        preferred, why = ("fp16", "bf16"), "half precision on the GPU"
-    elif cpu_has_amx():
-        preferred, why = ("bf16",), "bf16 on this CPU's AMX matrix units"
-    else:
-        preferred, why = (), "fp32: no AMX on this CPU, where bf16 measured slower"
-    chosen = next((p for p in preferred if p in supported), "fp32")
-    return chosen, why if chosen != "fp32" or not preferred else "fp32"
+def _auto(backend: str, precision: str, device: str) -> tuple[str, str, str]:
+    """The first row of AUTO that fits what was fixed and runs here; else fp32 on the backend
+    asked for, or the first installed backend that runs the precision asked for."""
+    where = "CUDA" if device.startswith("cuda") else f"{LABELS[cpu_class()]} CPU"
+    rows = AUTO["cuda" if device.startswith("cuda") else cpu_class()]
+    missing = []
+    for b, p in rows:
+        if backend not in ("auto", b) or precision not in ("auto", p):
+            continue
+        if not installed(b):
+            missing.append(f"{EXTRAS[b]} for {b}/{p}")
+            continue
+        if p in supported_precisions(b, device):
+            fastest = "the fastest" if not missing else "the fastest installed"
+            hint = f" ({'; '.join(missing)})" if missing else ""
+            return b, p, f"{fastest} measured on an {where} (docs/benchmarks.md){hint}"
+    if backend != "auto":
+        return backend, "fp32", f"{backend} runs fp32 wherever it runs"
+    order = [*dict.fromkeys([b for b, _ in rows] + list(BACKENDS))]
+    fits = [b for b in order if installed(b) and precision in supported_precisions(b, device)]
+    chosen = (fits or [b for b in order if installed(b)])[0]
+    return chosen, precision, f"the first installed engine that runs {precision} on an {where}"
 
 
 def _elsewhere(precision: str, device: str) -> str:
+    """Where ``precision`` does run: another engine, or nowhere on this CPU, and why."""
+    if precision == "fp32":
+        return ""
     others = [b for b in BACKENDS if b != "torch" and precision in
-              supported_precisions(b, device)] if precision != "fp32" else []
-    return f" (for {precision} use --backend {others[0]})" if others else ""
+              supported_precisions(b, device)]
+    if others:
+        return f" (for {precision} use --backend {others[0]})"
+    if precision == "bf16" and not device.startswith("cuda") and not cpu_has_bf16():
+        return f" (no engine runs bf16 on this {LABELS[cpu_class()]} CPU: it has no bf16 units)"
+    return ""
 
 
 def create_engine(weights, config, model_key: str, choice: EngineChoice, device: str = "cpu",

@@ -1,8 +1,9 @@
 """Where exported and compiled engines live, so the second run neither re-exports nor recompiles.
 
 Each export is a folder named by a hash of everything that changes the graph: the weights
-(model key), the tower, backend, precision, calibration, and the versions of the libraries
-that wrote it. A change in any of them is a new folder; ``vislang cache clear`` removes all.
+(model key), the tower, backend, precision, calibration, vislang's export recipe and the
+versions of the libraries that wrote it. A change in any of them is a new folder;
+``vislang cache clear`` removes all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 LIBRARIES = ("vislang", "torch", "transformers", "openvino", "nncf", "onnx", "onnxruntime")
+# Raised whenever vislang changes how it writes a graph (what is quantised, how it is pruned):
+# exports made by the older recipe then miss the cache instead of running stale.
+RECIPE = 2
 
 
 def cache_root() -> Path:
@@ -48,7 +52,7 @@ def library_versions() -> dict[str, str]:
 def entry_dir(model_key: str, tower: str, backend: str, precision: str, extra: str = "") -> Path:
     """The folder for one exported tower; its ``meta.json`` says what it holds."""
     identity = {"model": model_key, "tower": tower, "backend": backend, "precision": precision,
-                "extra": extra, "versions": library_versions()}
+                "extra": extra, "recipe": RECIPE, "versions": library_versions()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9]+", "-", model_key.split("@")[0])[-40:].strip("-")
     folder = cache_root() / f"{readable}-{tower}-{backend}-{precision}-{digest}"

@@ -89,8 +89,12 @@ def write_onnx(module: torch.nn.Module, example: tuple, path: Path, input_names:
     if precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        # Matrix products only: a ViT's patch embedding (a Conv, ~3% of its arithmetic) took
+        # 15% of ViT-B/32's int8 time as ORT's ConvInteger on an AVX2 CPU; kept fp32, the tower
+        # went from 2.2x to 2.5x transformers fp32 (docs/benchmarks.md, AVX2).
         with quiet_export():
-            quantize_dynamic(str(fp32_path), str(final_tmp), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(fp32_path), str(final_tmp), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
         fp32_path.unlink()
     elif precision == "fp16":
         _to_fp16(fp32_path, final_tmp)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vislang.images import is_image_path
+from vislang.images import is_image_path, pillow_limit_off
 
 HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
@@ -161,7 +161,9 @@ def exif_time(head: bytes) -> float | None:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(head)) as image:
+        with pillow_limit_off():  # a huge photo's size is index.py's to judge, not a warning
+            image = Image.open(io.BytesIO(head))
+        with image:
             exif = image.getexif()
             details = exif.get_ifd(EXIF_IFD)
             for ifd, tag, subsec_tag, offset_tag in EXIF_DATE_TAGS:

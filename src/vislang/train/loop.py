@@ -258,14 +258,15 @@ def _param_groups(hf, weight_decay: float) -> list[dict]:
 
 
 def _precision(choice: str) -> str:
-    bf16_ok = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    from vislang.runtime.cpu import cpu_has_amx, cpu_has_bf16
+
     if choice == "auto":
         # Measured here: without AMX tiles, bf16 autocast's casts cost more than AVX512-BF16
         # saves on small models (0.87 s vs 0.60 s per step), so only AMX gets bf16 by default.
-        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
+        return "bf16" if cpu_has_amx() else "fp32"
     if choice not in ("bf16", "fp32"):
         raise InputError(f"--precision takes bf16, fp32 or auto, not {choice!r}")
-    if choice == "bf16" and not bf16_ok:
+    if choice == "bf16" and not cpu_has_bf16():
         raise InputError("this CPU has no bf16 units (AVX512-BF16 or AMX); use --precision fp32")
     return choice
 
