@@ -55,12 +55,3 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     return subprocess.run([str(VISLANG), *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
 
-
-def way_to_bf16() -> str:
-    """What a refused bf16 points to on this machine: the engine that runs it, or why none
-    does (a CPU without bf16 units, or one capped by VISLANG_CPU)."""
-    from vislang.runtime import supported_precisions
-
-    if "bf16" in supported_precisions("openvino"):
-        return "--backend openvino"
-    return "no engine runs bf16 on this"

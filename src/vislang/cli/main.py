@@ -78,42 +78,19 @@ def run() -> None:
         sys.exit(code)
 
 
-def _framework_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
-    """(exit, abort, usage error) classes of the command-line framework.
-
-    typer >= 0.29 vendors click as ``typer._click``: its usage errors derive from
-    ``typer.exceptions.TyperException`` and its Exit / Abort are typer's own, none of them
-    click's classes; older typers raise click's. Whichever is installed, both are caught.
-    """
-    exits, aborts, errors = [typer.Exit], [typer.Abort], []
-    try:
-        from typer.exceptions import TyperException
-
-        errors.append(TyperException)
-    except ImportError:  # typer < 0.29: its errors are click's, below
-        pass
-    try:
-        import click
-
-        exits.append(click.exceptions.Exit)
-        aborts.append(click.exceptions.Abort)
-        errors.append(click.ClickException)
-    except ImportError:  # typer >= 0.29 does not need click installed
-        pass
-    return tuple(exits), tuple(aborts), tuple(errors)
-
-
 def _framework_exit(error: Exception) -> int | None:
-    """The exit code for the framework's own exceptions (after saying what was wrong), None
-    for anything else."""
-    exits, aborts, errors = _framework_classes()
-    if isinstance(error, exits):
+    """The exit code for typer's own exceptions (after saying what was wrong), None for
+    anything else. (typer >= 0.29 vendors click: its usage errors are TyperExceptions, not
+    click's classes.)"""
+    from typer.exceptions import TyperException
+
+    if isinstance(error, typer.Exit):
         return error.exit_code
-    if isinstance(error, aborts):
+    if isinstance(error, typer.Abort):
         return 130
-    if not isinstance(error, errors):
+    if not isinstance(error, TyperException):
         return None
-    if any(c.__name__ == "NoArgsIsHelpError" for c in type(error).__mro__):
+    if type(error).__name__ == "NoArgsIsHelpError":
         error.show()  # no arguments: the help is the answer, not an error line
     else:
         _usage_line(error)

@@ -26,7 +26,7 @@ from vislang.images import ImageSource
 from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
-from vislang.runtime import EngineChoice, choose
+from vislang.runtime import EngineChoice, choose, supported_precisions
 from vislang.runtime.torch_engine import DTYPES
 
 # what BLIP's exported graphs run in, per backend
@@ -236,7 +236,10 @@ def _choose(backend: str, precision: str, device: str) -> EngineChoice:
 def _check_blip_precision(backend: str, precision: str) -> None:
     allowed = EXPORTED_PRECISIONS.get(backend)
     if allowed and precision != "auto" and precision not in allowed:
-        raise InputError(f"BLIP on {backend} runs in {', '.join(allowed)}, not {precision}")
+        runs_it = [b for b, graphs in EXPORTED_PRECISIONS.items()
+                   if precision in graphs and precision in supported_precisions(b)]
+        way = f" (for {precision} use --backend {runs_it[0]})" if runs_it else ""
+        raise InputError(f"BLIP on {backend} runs in {', '.join(allowed)}, not {precision}{way}")
 
 
 def _load_config(checkpoint: Checkpoint):
