@@ -49,8 +49,10 @@ def shapes_dir(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("shapes"), 120, seed=3, n_objects=1)
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the installed ``vislang`` command the way a user would."""
+def run_cli(*args: str, env: dict | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``vislang`` command the way a user would. ``timeout`` guards against
+    a hang only: a first use exports and quantises models, minutes on a loaded 2-core CPU."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(VISLANG), *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout)

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -201,22 +200,24 @@ def test_wrong_kind_of_checkpoint_is_a_clear_error(caption_dir, vqa_dir, image_f
 
 
 def test_missing_hub_model_fails_fast_offline(tmp_path):
+    """Fast means no network attempt at all when offline is set (seconds are not asserted: a
+    loaded machine makes any wall-clock bound a flake)."""
     clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")}
     code = (
-        "import time, vislang\n"
-        "t = time.monotonic()\n"
+        "import vislang\n"
         "try:\n"
         "    vislang.ask(b'', 'what?', 'blip-vqa')\n"
         "except vislang.ModelNotFoundError as e:\n"
-        "    print(round(time.monotonic() - t, 2)); print(e)\n"
+        "    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**clean, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+                         env={**clean, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
+                              "HF_ENDPOINT": "http://192.0.2.1"},  # unroutable: never tried
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    seconds, message = out.stdout.split("\n", 1)
-    assert float(seconds) < 10
+    message = out.stdout
     assert "'blip-vqa' (Salesforce/blip-vqa-base)" in message
+    assert "HF_HUB_OFFLINE is set" in message  # it said so instead of trying the hub
     assert "network" in message and "save_pretrained" in message
 
 
@@ -243,9 +244,8 @@ def test_cli_caption_and_ask_json(caption_dir, vqa_dir, image_files):
 def test_cli_errors_are_one_line(image_files, tmp_path):
     from conftest import run_cli
 
-    start = time.monotonic()
     out = run_cli("caption", image_files[0], env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
-    assert out.returncode == 3 and time.monotonic() - start < 30
+    assert out.returncode == 3 and "HF_HUB_OFFLINE is set" in out.stderr
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "Salesforce/blip-image-captioning-base" in out.stderr
 
