@@ -113,7 +113,7 @@ def _auto(backend: str, precision: str, device: str) -> tuple[str, str, str]:
         if p in supported_precisions(b, device):
             fastest = "the fastest" if not missing else "the fastest installed"
             hint = f" ({'; '.join(missing)})" if missing else ""
-            return b, p, f"{fastest} measured on an {where} (docs/benchmarks.md){hint}"
+            return b, p, f"{fastest} engine measured on an {where}, docs/benchmarks.md{hint}"
     if backend != "auto":
         return backend, "fp32", f"{backend} runs fp32 wherever it runs"
     order = [*dict.fromkeys([b for b, _ in rows] + list(BACKENDS))]
