@@ -303,8 +303,9 @@ def _api(app: FastAPI, state: State) -> None:
                   question: str = Form(..., description="A question about the image.")):
         """The BLIP VQA model's answer to a question about the image."""
         question = _text(question, "question", limits.question_chars)
-        answer = await run(lambda: services.ask(image.load(state)[0], question))
-        return {"question": question, "answer": answer, "model": services.vqa_model}
+        answer, note = await run(lambda: services.ask(image.load(state)[0], question))
+        return {"question": question, "answer": answer, "model": services.vqa_model,
+                "note": note}
 
     @app.post("/api/classify", response_model=schemas.ClassifyOut, responses=PROBLEMS,
               tags=["describe"])

@@ -52,6 +52,8 @@ class AnswerOut(BaseModel):
     question: str
     answer: str
     model: str
+    note: str | None = Field(None, description="Set when the question was longer than the "
+                                                "model reads, saying how much it read.")
 
 
 class Prediction(BaseModel):

@@ -100,10 +100,16 @@ class Services:
         text = caption([picture], model=self.blip(self.caption_model))[0]
         return self._captions.put(key, text) if key is not None else text
 
-    def ask(self, picture: Image.Image, question: str) -> str:
+    def ask(self, picture: Image.Image, question: str) -> tuple[str, str | None]:
+        """The answer, and a note when the question was longer than the model reads (it
+        answers its first tokens: the page says so rather than answer in silence)."""
         from vislang.captioning import ask
 
-        return ask(picture, question, model=self.blip(self.vqa_model))
+        blip = self.blip(self.vqa_model)
+        length, window = len(blip.tokenizer(question)["input_ids"]), blip.text_window
+        note = (f"the question is {length} tokens; {self.vqa_model} read its first {window}"
+                if length > window else None)
+        return ask(picture, question, model=blip), note
 
     def classify(self, picture: Image.Image, labels: list[str]) -> list[dict]:
         from vislang.zeroshot import Classifier

@@ -229,7 +229,8 @@ async function askQuestion(item) {
   const out = await detailCall("/api/ask", { ...imageFields(item), question },
                                $("ask"), "Asking…");
   if (state.items[state.current] !== item) return;
-  $("answer").textContent = out ? `${out.question} → ${out.answer}` : "";
+  const note = out && out.note ? ` (${out.note})` : "";  // a long question was cut: say so
+  $("answer").textContent = out ? `${out.question} → ${out.answer}${note}` : "";
 }
 
 async function step(delta) {
