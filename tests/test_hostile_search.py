@@ -64,6 +64,14 @@ def test_read_only_commands_never_create_an_index(tmp_path, command):
     assert not (tmp_path / "no").exists()
 
 
+def test_indexing_a_missing_folder_creates_no_index(tmp_path):
+    index = tmp_path / "new-index"
+    result = run_cli("index", tmp_path / "typo", "--index", index)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: no such folder: {tmp_path / 'typo'}"
+    assert not index.exists()
+
+
 @pytest.fixture()
 def odd_names(tmp_path):
     """An index whose best match for its own image has a newline in its file name."""

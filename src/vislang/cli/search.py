@@ -43,7 +43,12 @@ def index(
 ) -> None:
     """Index image folders for search: embeds new and changed files, forgets deleted ones."""
     # Only folders to add make a new index: --status, or an update of an index's own folders,
-    # on a mistyped --index must not leave an empty one behind.
+    # on a mistyped --index must not leave an empty one behind; nor must a mistyped folder.
+    for folder in folders or []:
+        if not folder.is_dir():
+            from vislang.errors import InputError
+
+            raise InputError(f"no such folder: {folder}")
     with _open(index_path, model, backend, precision, create=bool(folders) and not status) as idx:
         if status:
             return _print_status(idx.stats(), json_out)
