@@ -61,3 +61,13 @@ def test_info_names_the_class_and_what_auto_picks_there():
     assert native["cpu_class"] == cpu_class()
     assert (native["auto"]["backend"], native["auto"]["precision"]) == (auto.backend,
                                                                          auto.precision)
+
+
+def test_auto_on_cuda_is_half_precision_whichever_engine_is_named():
+    """(Only the choice: no GPU is needed to resolve it.)"""
+    auto = choose("auto", "auto", "cuda:0")
+    assert (auto.backend, auto.precision) == ("torch", "fp16")
+    if installed("onnx"):
+        assert choose("onnx", "auto", "cuda").precision == "fp16"
+    with pytest.raises(InputError, match="openvino backend runs on the CPU"):
+        choose("openvino", "auto", "cuda")

@@ -61,7 +61,7 @@ def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
 # ONNX Runtime's is dynamic (int8 weights, activations scaled on each call) and may be. Rows
 # whose engine is not installed are passed over.
 AUTO: dict[str, tuple[tuple[str, str], ...]] = {
-    "cuda": (("torch", "fp16"), ("torch", "bf16")),
+    "cuda": (("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp16")),
     # AMX: OpenVINO bf16 ~5x transformers fp32 on ViT-B/32; its int8 is faster still (~7.5x)
     # but calibrated.
     "amx": (("openvino", "bf16"), ("torch", "bf16")),
