@@ -6,6 +6,8 @@ import io
 import os
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -354,3 +356,15 @@ def test_is_image_path():
     assert all(is_image_path(f"x{suffix}") for suffix in IMAGE_EXTENSIONS)
     assert is_image_path("Holiday.JPG") and is_image_path(Path("dir/phone.HeIc"))
     assert not any(is_image_path(name) for name in ("notes.txt", "jpg", "archive.png.zip"))
+
+
+def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    # A subprocess, so that a blocking open fails the test instead of hanging the run.
+    code = ("import sys, vislang.images as im\n"
+            "try:\n    im.load_image(sys.argv[1])\n"
+            "except im.ImageLoadError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == f"cannot read image {fifo}: not a regular file (a FIFO)"

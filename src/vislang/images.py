@@ -12,6 +12,7 @@ import contextlib
 import functools
 import io
 import os
+import stat as st
 import struct
 import threading
 import zlib
@@ -81,10 +82,44 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
+_SPECIAL_KINDS = ((st.S_ISFIFO, "a FIFO"), (st.S_ISSOCK, "a socket"),
+                  (st.S_ISCHR, "a character device"), (st.S_ISBLK, "a block device"))
+
+
+class NotRegularFile(OSError):
+    """A path that is there but is no regular file; its message is the reason."""
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this mode cannot be read as an image, or None for a regular file: reading
+    a FIFO blocks until someone writes, and a device may never end (/dev/zero)."""
+    if st.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def open_regular(path: str | os.PathLike, follow: bool = True) -> BinaryIO:
+    """Open a regular file for reading, refusing anything else (NotRegularFile) without ever
+    blocking on it. Stat first so a device is never opened; O_NONBLOCK so a FIFO swapped in
+    after that stat cannot hang the open; fstat checks what was actually opened."""
+    if reason := not_regular(os.stat(path, follow_symlinks=follow).st_mode):
+        raise NotRegularFile(reason)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    if reason := not_regular(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(reason)
+    os.set_blocking(fd, True)
+    return open(fd, "rb")
+
+
 def _load_path(path: str | os.PathLike, max_pixels: int, min_side: int | None) -> Image.Image:
     # Open the file ourselves so it is closed by the `with`, whatever Pillow does with it.
     try:
-        file = open(path, "rb")
+        file = open_regular(path)
+    except NotRegularFile as exc:
+        raise ImageLoadError(path, str(exc)) from None
     except FileNotFoundError:
         raise ImageLoadError(path, "file not found") from None
     except IsADirectoryError:

@@ -13,12 +13,11 @@ import hashlib
 import io
 import os
 import re
-import stat as st
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from vislang.images import is_image_path, pillow_limit_off
+from vislang.images import is_image_path, not_regular, open_regular, pillow_limit_off
 
 HASH_CHUNK = 1 << 20
 EXIF_IFD = 0x8769
@@ -27,8 +26,6 @@ EXIF_IFD = 0x8769
 EXIF_DATE_TAGS = ((EXIF_IFD, 0x9003, 0x9291, 0x9011), (EXIF_IFD, 0x9004, 0x9292, 0x9012),
                   (None, 0x0132, 0x9290, 0x9010))
 _EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})")  # EXIF's "2012:09:17 15:53:45"
-_SPECIAL_KINDS = ((st.S_ISFIFO, "a FIFO"), (st.S_ISSOCK, "a socket"),
-                  (st.S_ISCHR, "a character device"), (st.S_ISBLK, "a block device"))
 
 
 @dataclass(frozen=True)
@@ -94,15 +91,6 @@ def _excluded(path: str, root: str, patterns: Sequence[str]) -> bool:
                for p in patterns)
 
 
-def not_regular(mode: int) -> str | None:
-    """Why a file of this mode cannot be indexed, or None for a regular file: reading a FIFO
-    blocks until someone writes, and a device may never end (/dev/zero) or have side effects."""
-    if st.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
-    return f"not a regular file ({kind})"
-
-
 def _reason(error: OSError) -> str:
     if isinstance(error, FileNotFoundError):
         return "broken link or vanished file"
@@ -126,34 +114,13 @@ def read_content(stat: FileStat) -> Content:
     """
     mtime = stat.mtime_ns / 1e9
     try:
-        with _open_regular(stat.path) as file:
+        with open_regular(stat.path) as file:
             digest = hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16))
             file.seek(0)
             head = file.read(1 << 17)  # EXIF lives in the first 64 KiB of a JPEG
     except OSError as error:
         return Content(None, mtime, _reason(error))
     return Content(digest.hexdigest(), exif_time(head) or mtime)
-
-
-class _NotRegular(OSError):
-    """A path that is there but is no regular file; its message is the reason."""
-
-
-def _open_regular(path: str) -> io.BufferedReader:
-    """Open a regular file for reading, refusing anything else without blocking on it.
-
-    The walk already left special files out, but a path can be handed in directly
-    (``Index.add``) or replaced after the walk. Stat first so a device is never opened;
-    O_NONBLOCK so a FIFO swapped in after that stat cannot hang the open, and fstat checks
-    what was actually opened."""
-    if reason := not_regular(os.stat(path).st_mode):
-        raise _NotRegular(reason)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    if reason := not_regular(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise _NotRegular(reason)
-    os.set_blocking(fd, True)
-    return open(fd, "rb")
 
 
 def exif_time(head: bytes) -> float | None:

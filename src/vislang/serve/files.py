@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from vislang.errors import ImageLoadError
-from vislang.images import is_image_path, load_image
+from vislang.images import NotRegularFile, is_image_path, load_image, open_regular
 
 THUMB_SIZES = (128, 256, 512, 1024)
 # What browsers show as they are; anything else (HEIC, TIFF) is sent as a JPEG rendition.
@@ -91,39 +90,24 @@ class Roots:
             raise Forbidden(f"{path} is not inside the index's folders")
         if not is_image_path(real):
             raise Forbidden(f"{path} is not an image file")
-        fd = _open_regular(real, path)
-        file = os.fdopen(fd, "rb")
+        # A FIFO or device would hold a file-queue thread for good, and a few such requests
+        # would stall every thumbnail: open_regular refuses them without blocking.
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):  # swapped for a FIFO or a device since the stat
-                raise NotFound(_not_a_file(path))
-            os.set_blocking(fd, True)
-            opened = _opened_path(fd)
+            file = open_regular(real, follow=False)
+        except NotRegularFile:
+            raise NotFound(f"{path} is not a regular file (a pipe, socket or device); only "
+                           "image files are served") from None
+        except OSError:
+            raise NotFound(f"no image at {path}") from None
+        try:
+            info = os.fstat(file.fileno())
+            opened = _opened_path(file.fileno())
             if opened is not None and not self.inside(opened):
                 raise Forbidden(f"{path} is not inside the index's folders")
         except BaseException:
             file.close()
             raise
         return Confined(os.path.abspath(path), real, file, info.st_size, info.st_mtime_ns)
-
-
-def _open_regular(real: str, path: str) -> int:
-    """A read descriptor for ``real``, a regular file; NotFound otherwise, without blocking.
-
-    Opening a FIFO for reading waits for a writer, and a device may never end: either would
-    hold a file-queue thread for good, and a few such requests would stall every thumbnail.
-    So stat first, and open with O_NONBLOCK in case a FIFO is swapped in after the stat.
-    """
-    try:
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            raise NotFound(_not_a_file(path))
-        return os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        raise NotFound(f"no image at {path}") from None
-
-
-def _not_a_file(path: str) -> str:
-    return f"{path} is not a regular file (a pipe, socket or device); only image files are served"
 
 
 def _opened_path(fd: int) -> str | None:
