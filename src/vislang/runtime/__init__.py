@@ -12,8 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from vislang.errors import InputError
-from vislang.runtime.cpu import (  # noqa: F401 -- cpu_has_amx is re-exported
-    LABELS, capped, cpu_class, cpu_has_amx, cpu_has_bf16)
+from vislang.runtime.cpu import LABELS, capped, cpu_class, cpu_has_bf16
 
 BACKENDS = ("torch", "openvino", "onnx")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vislang.runtime import cache, cpu_has_amx
+from vislang.runtime import cache
+from vislang.runtime.cpu import cpu_has_amx
 from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
