@@ -21,6 +21,36 @@ MODES = ("throughput", "latency")
 
 
 @dataclass(frozen=True)
+class EngineSpec:
+    """What a caller asks to run a model on: built once at a front door (a CLI command, the
+    server, ``load``) and passed whole to where the engine is made.
+
+    The defaults are one rule: everything that does a job (every command, the server,
+    ``Index``, ``caption``/``ask``) runs ``auto``, the fastest engine measured on this machine;
+    ``vislang.load`` alone defaults to ``REFERENCE``, as the CLIP API it copies does: exact
+    features that carry gradients.
+    """
+
+    backend: str = "auto"  # auto, torch, openvino, onnx
+    precision: str = "auto"  # auto, fp32, bf16, fp16, int8
+    mode: str = "throughput"  # throughput (bulk work) or latency (one query at a time)
+    device: str = "cpu"  # cpu, cuda, cuda:N
+
+    def __post_init__(self):
+        if self.backend not in ("auto", *BACKENDS):
+            raise InputError(f"unknown backend {self.backend!r}; choose auto, "
+                             f"{', '.join(BACKENDS)}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise InputError(f"unknown precision {self.precision!r}; choose auto, "
+                             f"{', '.join(PRECISIONS)}")
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}; choose throughput or latency")
+
+
+REFERENCE = EngineSpec("torch", "fp32")
+
+
+@dataclass(frozen=True)
 class EngineChoice:
     backend: str
     precision: str
