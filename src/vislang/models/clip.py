@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,15 @@ class Embedded:
     vectors: np.ndarray  # float32[K, D]: one normalised row per readable image
     kept: list[int]  # each row's position in the input
     skipped: list[tuple[str, str]]  # (image, reason) for each that could not be read
+
+
+@dataclass(frozen=True)
+class EmbeddedBatch:
+    """One batch from ``ClipModel.embed_batches``: its readable items and their rows."""
+
+    items: list  # the items that made rows, in input order
+    vectors: np.ndarray  # float32[len(items), D]: their L2-normalised rows
+    failed: list[tuple[object, ImageLoadError]]  # (item, why) for each that could not be read
 
 
 class ClipModel:
@@ -165,43 +174,69 @@ class ClipModel:
         Decoding and preprocessing run in worker threads, overlapped with inference. A file
         that cannot be read raises ``ImageLoadError`` naming it.
         """
-        images = list(images)
-        pixels = ordered_map(self._load_and_preprocess, images, ahead=2 * batch_size)
-        return self._embed_pixels(pixels, len(images), batch_size, progress)
+        chunks = [np.zeros((0, self.embed_dim), np.float32)]
+        for batch in self.embed_batches(images, batch_size, progress=progress):
+            if batch.failed:
+                raise batch.failed[0][1]
+            chunks.append(batch.vectors)
+        return np.concatenate(chunks)
 
     def embed_readable(self, images: Iterable[ImageInput], batch_size: int = 32,
                        progress: bool = False) -> Embedded:
         """``embed_images`` for a collection that may hold unreadable files: each is skipped,
         with its reason, instead of stopping the whole run."""
         images = list(images)
+        chunks = [np.zeros((0, self.embed_dim), np.float32)]
         kept: list[int] = []
         skipped: list[tuple[str, str]] = []
+        for batch in self.embed_batches(range(len(images)), batch_size,
+                                        source=images.__getitem__, progress=progress):
+            chunks.append(batch.vectors)
+            kept += batch.items
+            skipped += [(error.path, error.reason) for _, error in batch.failed]
+        return Embedded(np.concatenate(chunks), kept, skipped)
 
-        def readable():
-            loaded = ordered_map(self._try_load, images, ahead=2 * batch_size)
-            for i, (pixels, error) in enumerate(loaded):
-                if error is None:
-                    kept.append(i)
-                else:
-                    skipped.append((error.path, error.reason))
-                yield pixels
+    def embed_batches(self, items: Iterable, batch_size: int = 32,
+                      source: Callable[[object], ImageInput] | None = None,
+                      progress: bool = False) -> Iterator[EmbeddedBatch]:
+        """Embed ``items`` a batch at a time, yielding each batch's readable items, their
+        rows and the failures, so a caller can keep (store, commit) one batch before the next
+        runs. An unreadable image is a failure, never an exception.
 
-        vectors = self._embed_pixels(readable(), len(images), batch_size, progress)
-        return Embedded(vectors, kept, skipped)
+        ``source(item)`` is the image an item stands for (default: the item itself), so items
+        can carry what the caller needs, e.g. ``(content hash, path)`` with ``source=lambda
+        item: item[1]``. Decoding runs in worker threads, overlapped with inference.
+        """
+        items = list(items)
+        image_of = source or (lambda item: item)
 
-    def _embed_pixels(self, pixels: Iterable[torch.Tensor | None], total: int, batch_size: int,
-                      progress: bool) -> np.ndarray:
-        """Preprocessed images -> normalised rows; a None (an unreadable image) makes no row
-        but still counts on the progress bar."""
-        chunks = [np.zeros((0, self.embed_dim), np.float32)]
-        with progress_bar(total, "embedding", enabled=progress) as advance:
-            with torch.inference_mode():
-                for batch in batched(pixels, batch_size):
-                    if good := [p for p in batch if p is not None]:
-                        features = self.encode_image(torch.stack(good))
-                        chunks.append(_normalize(features).cpu().numpy())
-                    advance(len(batch))
-        return np.concatenate(chunks)
+        def load(item) -> tuple[object, torch.Tensor | None, ImageLoadError | None]:
+            pixels, error = self._try_load(image_of(item))
+            return item, pixels, error
+
+        loaded = ordered_map(load, items, ahead=2 * batch_size)
+        with progress_bar(len(items), "embedding", enabled=progress) as advance:
+            for batch in batched(loaded, batch_size):
+                good = [(item, pixels) for item, pixels, _ in batch if pixels is not None]
+                yield EmbeddedBatch([item for item, _ in good],
+                                    self._embed_pixels([pixels for _, pixels in good]),
+                                    [(item, error) for item, _, error in batch if error])
+                advance(len(batch))
+
+    def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
+        """Preprocessed images -> normalised ``float32`` rows (none -> ``[0, D]``)."""
+        if not pixels:
+            return np.zeros((0, self.embed_dim), np.float32)
+        # Entered per batch, never held across embed_batches' yield: inference mode is
+        # per-thread state and would leak into the caller's code between batches.
+        with torch.inference_mode():
+            return _normalize(self.encode_image(torch.stack(pixels))).float().cpu().numpy()
+
+    def prepare(self) -> None:
+        """Run the image tower once on a blank image. Weights load, and an engine exports or
+        compiles, on first use: this makes that happen now, so a caller timing loading apart
+        from embedding (``vislang index``) counts it as loading."""
+        self._embed_pixels([self.preprocess(Image.new("RGB", (64, 64)))])
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Strings -> L2-normalised ``float32[N, D]``. Over-long text is truncated."""
