@@ -191,6 +191,29 @@ def test_status_describes_the_index(client, gallery):
     assert out["limits"]["k"] == 100 and out["auth"] is False
 
 
+def test_the_engine_asked_for_runs_every_model_and_the_status_names_it(gallery, tmp_path):
+    """--backend/--precision reach the BLIPs too, not just the search model (auto would run
+    them on OpenVINO where it is installed)."""
+    from vislang.runtime import EngineSpec
+
+    app = create_app(gallery.index, caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
+                     engine=EngineSpec("torch", "fp32", "latency"), thumbnails=tmp_path)
+    client = TestClient(app, base_url=LOOPBACK)
+    assert client.get("/api/status").json()["engines"] == {"search": None, "caption": None,
+                                                            "vqa": None}  # nothing loaded yet
+    path = sorted(gallery.scenes)[0]
+    assert client.get("/api/search", params={"q": "a red circle"}).status_code == 200
+    assert client.post("/api/caption", data={"path": path}).status_code == 200
+    assert client.post("/api/ask", data={"path": path, "question": "how many circles are "
+                                         "there?"}).status_code == 200
+    assert client.get("/api/status").json()["engines"] == {
+        "search": "torch/fp32", "caption": "torch/fp32", "vqa": "torch/fp32"}
+    services = app.state.vislang.services
+    choice = services.blip(CAPTION_MODEL).engine_choice
+    assert (choice.backend, choice.precision) == ("torch", "fp32")
+    app.state.vislang.close()
+
+
 def test_the_openapi_document_lists_every_operation(client):
     spec = client.get("/api/openapi.json").json()
     assert {"/api/search", "/api/search/image", "/api/similar", "/api/saliency", "/api/caption",
@@ -642,6 +665,23 @@ def test_the_command_serves_on_the_loopback(gallery):
         assert f"{len(gallery.scenes)} files" in "".join(lines)
         page = httpx.get(f"{url}/api/search", params={"q": "two red circles", "k": 2})
         assert page.status_code == 200 and len(page.json()["results"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_command_runs_the_blips_on_its_backend_and_precision(gallery):
+    import httpx
+
+    process, lines = start("--index", str(gallery.index), "--caption-model", CAPTION_MODEL,
+                           "--backend", "torch", "--precision", "fp32")
+    try:
+        url = re.search(r"http://\S+", lines[-1]).group(0)
+        path = sorted(gallery.scenes)[0]
+        assert httpx.post(f"{url}/api/caption", data={"path": path},
+                          timeout=300).status_code == 200
+        engines = httpx.get(f"{url}/api/status").json()["engines"]
+        assert engines["search"] == engines["caption"] == "torch/fp32"
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -10,7 +10,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vislang.cli.common import JsonOption, existing_files, print_json, stderr, stdout
+from vislang.cli.common import (
+    JsonOption,
+    engine_spec,
+    existing_files,
+    load_blip_model,
+    print_json,
+    stderr,
+    stdout,
+)
+from vislang.settings import settings
 
 BeamsOption = typer.Option(1, "--beams", help="Beam width (1: greedy decoding).")
 
@@ -22,12 +31,10 @@ BlipBackendOption = typer.Option("auto", "--backend", help="Engine: auto (openvi
                                  "where installed, else torch), openvino, onnx or torch.")
 
 
-def _load(name: str, quiet: bool, backend: str, precision: str):
+def _load(name: str, spec, quiet: bool):
     """Load and prepare a BLIP. A first use of an exported engine exports (and for int8,
     calibrates) its graphs: minutes for a real BLIP, so the person watching is told why."""
-    from vislang.models.blip import load_blip
-
-    blip = load_blip(name, backend, precision)
+    blip = load_blip_model(name, spec)
     if quiet or not stderr.is_terminal:
         blip.prepare()
         return blip
@@ -42,7 +49,8 @@ def caption(
     images: list[Path] = typer.Argument(None, help="Image files to caption (with --index: the "
                                         "index folder, default: the one vislang search uses)."),
     model: str = typer.Option(None, "--model", "-m", help="BLIP captioning model: name, hub id "
-                              "or directory. Default: Salesforce/blip-image-captioning-base."),
+                              "or directory. Default: $VISLANG_CAPTION_MODEL or "
+                              "Salesforce/blip-image-captioning-base."),
     prompt: str = typer.Option(None, "--prompt", help='Text every caption starts with, e.g. '
                                '"a picture of".'),
     beams: int = BeamsOption,
@@ -55,9 +63,11 @@ def caption(
     json_out: bool = JsonOption,
 ) -> None:
     """Describe each image in a sentence (BLIP image captioning)."""
-    from vislang.captioning import DEFAULT_CAPTION_MODEL, caption as run_caption, check_settings
+    from vislang.captioning import caption as run_caption, check_settings
     from vislang.errors import InputError
 
+    spec = engine_spec(backend, precision)
+    name = model or settings().caption_model
     if index:
         if len(images or []) > 1:
             raise InputError("--index takes one index folder, not image files; caption files "
@@ -66,14 +76,14 @@ def caption(
         from vislang.search import Index
 
         with Index.open(images[0] if images else None, create=False) as idx:
-            blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
+            blip = _load(name, spec, quiet=json_out)
             return _caption_index(idx, blip, prompt, beams, max_tokens, json_out)
     if not images:
         raise InputError("no images given: vislang caption IMAGE... (or --index to caption a "
                          "search index)")
     existing_files(images)
     check_settings(beams, max_tokens)  # bad input fails before model work
-    blip = _load(model or DEFAULT_CAPTION_MODEL, json_out, backend, precision)
+    blip = _load(name, spec, quiet=json_out)
     with _note_cuts():
         texts = run_caption(images, blip, prompt=prompt, beams=beams, max_tokens=max_tokens)
     if json_out:
@@ -88,8 +98,10 @@ def caption(
 
 def _caption_index(idx, blip, prompt: str | None, beams: int, max_tokens: int,
                    json_out: bool) -> None:
+    from vislang.captioning import caption_index
+
     with _note_cuts():
-        summary = idx.caption(blip, prompt, beams, max_tokens, progress=not json_out)
+        summary = caption_index(idx, blip, prompt, beams, max_tokens, progress=not json_out)
     total = idx.store.caption_count()
     if json_out:
         return print_json({**summary.as_dict(), "captions": total})
@@ -103,7 +115,8 @@ def ask(
     image: Path = typer.Argument(..., help="The image the question is about."),
     question: str = typer.Argument(..., help='The question, e.g. "what colour is the car?"'),
     model: str = typer.Option(None, "--model", "-m", help="BLIP VQA model: name, hub id or "
-                              "directory. Default: Salesforce/blip-vqa-base."),
+                              "directory. Default: $VISLANG_VQA_MODEL or "
+                              "Salesforce/blip-vqa-base."),
     beams: int = BeamsOption,
     max_tokens: int = typer.Option(10, "--max-tokens", help="Most tokens to generate."),
     backend: str = BlipBackendOption,
@@ -111,11 +124,12 @@ def ask(
     json_out: bool = JsonOption,
 ) -> None:
     """Answer a question about an image (BLIP visual question answering)."""
-    from vislang.captioning import DEFAULT_VQA_MODEL, ask as run_ask, check_settings
+    from vislang.captioning import ask as run_ask, check_settings
 
+    spec = engine_spec(backend, precision)
     existing_files([image])
     check_settings(beams, max_tokens)
-    blip = _load(model or DEFAULT_VQA_MODEL, json_out, backend, precision)
+    blip = _load(model or settings().vqa_model, spec, quiet=json_out)
     with _note_cuts():
         answer = run_ask(image, question, blip, beams=beams, max_tokens=max_tokens)
     if json_out:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -14,6 +13,7 @@ from vislang.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    engine_spec,
     existing_files,
     load_model,
     print_json,
@@ -21,7 +21,6 @@ from vislang.cli.common import (
 )
 from vislang.cli.search import SKIPPED_SHOWN
 from vislang.errors import ImageLoadError, InputError
-from vislang.metrics import accuracy_report
 
 eval_app = typer.Typer(help="Measure a model on a labelled image folder.", no_args_is_help=True)
 
@@ -43,14 +42,14 @@ def classify(
 ) -> None:
     """Classify images zero-shot among LABELS, or with a trained linear probe."""
     existing_files(images)
+    spec = engine_spec(backend, precision)
     if probe_file is not None:
-        class_names, probs, embedded = _probe_probabilities(probe_file, images, model, backend,
-                                                            precision)
+        class_names, probs, embedded = _probe_probabilities(probe_file, images, model, spec)
     else:
         from vislang.zeroshot import Classifier
 
         class_labels = _read_labels(labels, labels_file)  # bad input fails before model work
-        classifier = Classifier(load_model(model, json_out, backend, precision), class_labels,
+        classifier = Classifier(load_model(model, spec, quiet=json_out), class_labels,
                                 templates)
         class_names = classifier.labels
         embedded = _embed(classifier.model, images, progress=len(images) > 32)
@@ -106,14 +105,12 @@ def _read_labels(labels: str | None, labels_file: Path | None) -> list[str]:
     return [label.strip() for label in labels.split(",") if label.strip()]
 
 
-def _probe_probabilities(probe_file: Path, images: list[Path], model: str, backend: str,
-                         precision: str):
+def _probe_probabilities(probe_file: Path, images: list[Path], model: str, spec):
     from vislang.probe import LinearProbe
 
     existing_files([probe_file])
     probe = LinearProbe.load(probe_file)
-    clip = load_model(probe.model_name if model == DEFAULT_MODEL else model, True, backend,
-                      precision)
+    clip = load_model(probe.model_name if model == DEFAULT_MODEL else model, spec, quiet=True)
     if clip.model_key != probe.model_key:
         raise InputError(f"{probe_file} was trained on features of {probe.model_key}, "
                          f"but the model is {clip.model_key}; pass --model {probe.model_name}")
@@ -131,12 +128,15 @@ def eval_zeroshot(
     json_out: bool = JsonOption,
 ) -> None:
     """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table."""
+    import numpy as np  # here, not at the top: a third of `vislang --help`'s start-up
+
     from vislang.datasets.folder import ImageFolder
+    from vislang.metrics import accuracy_report
     from vislang.zeroshot import Classifier
 
+    spec = engine_spec(backend, precision)
     data = ImageFolder.open(folder)
-    classifier = Classifier(load_model(model, json_out, backend, precision), data.classes,
-                            templates)
+    classifier = Classifier(load_model(model, spec, quiet=json_out), data.classes, templates)
     embedded = _embed(classifier.model, data.paths, progress=True)
     probs = classifier.probabilities(embedded.vectors)
     report = accuracy_report(probs, np.array(data.targets)[embedded.kept], data.classes)
@@ -169,14 +169,18 @@ def probe(
     json_out: bool = JsonOption,
 ) -> None:
     """Linear-probe evaluation: logistic regression on image features, C swept on validation."""
+    import numpy as np
+
     from vislang.datasets.folder import ImageFolder
+    from vislang.metrics import accuracy_report
     from vislang.probe import fit_probe
 
+    spec = engine_spec(backend, precision)
     train_data, test_data = ImageFolder.open(train), ImageFolder.open(test)
     missing = sorted(set(test_data.classes) - set(train_data.classes))
     if missing:
         raise InputError(f"test classes not in the training folder: {', '.join(missing)}")
-    clip = load_model(model, json_out, backend, precision)
+    clip = load_model(model, spec, quiet=json_out)
     train_x = clip.embed_images(train_data.paths, progress=True)
     test_x = clip.embed_images(test_data.paths, progress=True)
     fitted = fit_probe(train_x, np.array(train_data.targets), train_data.classes,
@@ -208,9 +212,10 @@ def eval_retrieval(
     from vislang.metrics import text_to_image_recall
     from vislang.train.data import Problems, read_pairs
 
+    spec = engine_spec(backend, precision)
     problems = Problems()
     data = read_pairs(pairs, problems)
-    clip = load_model(model, json_out, backend, precision)
+    clip = load_model(model, spec, quiet=json_out)
     images = clip.embed_images([p.image for p in data], progress=True)
     captions = [p.caption for p in data]
     queries = list(dict.fromkeys(captions))

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from vislang.errors import InputError
+from vislang.settings import settings
 
-DEFAULT_MODEL = os.environ.get("VISLANG_MODEL", "ViT-B/32")
+if TYPE_CHECKING:  # vislang.runtime imports torch: seconds that `vislang --help` must not wait
+    from vislang.runtime import EngineSpec
+
+DEFAULT_MODEL = settings().model
 
 ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m",
                            help="Model name (see `vislang models`), hub id or directory. "
@@ -41,16 +45,35 @@ def existing_files(paths: list[Path]) -> list[Path]:
     return paths
 
 
-def load_model(name: str, quiet: bool = False, backend: str = "torch", precision: str = "fp32",
-               mode: str = "throughput"):
+def engine_spec(backend: str = "auto", precision: str = "auto",
+                mode: str = "throughput") -> EngineSpec:
+    """A command's --backend and --precision as the one spec its models load with (on the CPU:
+    the command line offers no device). A bad name is an InputError here, before any work."""
+    from vislang.runtime import EngineSpec
+
+    return EngineSpec(backend, precision, mode, device="cpu")
+
+
+def load_model(name: str, spec: EngineSpec, quiet: bool = False):
     """Load a model for a command; a first use of an engine exports and compiles it."""
     from vislang.models.clip import load
 
+    def load_it():
+        return load(name, backend=spec.backend, precision=spec.precision, mode=spec.mode)
+
     if quiet:
-        return load(name, backend=backend, precision=precision, mode=mode)
-    with stderr.status(f"loading {name} ({backend}/{precision})..."):
-        model = load(name, backend=backend, precision=precision, mode=mode)
+        return load_it()
+    with stderr.status(f"loading {name} ({spec.backend}/{spec.precision})..."):
+        model = load_it()
     # A note for the person watching; scripts read stderr for the one error line only.
     if stderr.is_terminal:
         stderr.print(f"model {model.model_key}, engine {model.backend}", highlight=False)
     return model
+
+
+def load_blip_model(name: str, spec: EngineSpec):
+    """A BLIP captioning or VQA model for a command, on the command's engine (weights load,
+    and exported graphs compile, on first use or ``prepare()``)."""
+    from vislang.models.blip import load_blip
+
+    return load_blip(name, backend=spec.backend, precision=spec.precision, device=spec.device)

@@ -8,7 +8,7 @@ import typer
 from platformdirs import user_cache_dir
 from rich.table import Table
 
-from vislang.cli.common import stdout
+from vislang.cli.common import engine_spec, load_blip_model, load_model, stdout
 
 DEMO_MODEL = "shapes-clip"
 QUERIES = ("a red circle and a blue square", "two blue triangles",
@@ -24,7 +24,8 @@ def demo(
     from vislang.models.clip import load
     from vislang.runtime.cpu import describe
 
-    model = load(DEMO_MODEL, backend="auto", precision="auto")
+    spec = engine_spec()  # auto: the demo shows what this machine runs best
+    model = load_model(DEMO_MODEL, spec, quiet=True)
     stdout.print(f"model: [bold]{DEMO_MODEL}[/], a tiny CLIP vislang trained on generated "
                  "scenes of circles, squares and triangles in four colours "
                  f"({model.model_key}).\n"
@@ -35,7 +36,8 @@ def demo(
     scenes = write_dataset(workdir / "gallery", 200, seed=90002)
     _search(model, scenes, workdir / "index")
     _saliency(model, workdir / "saliency")
-    _captions_and_answers(workdir / "blip")
+    _captions_and_answers(workdir / "blip", spec)
+    # vislang.load's default is the reference (torch fp32) the chosen engine is timed against.
     _speed(model, load(DEMO_MODEL), sorted((scenes / "images").glob("*.png")))
     stdout.print(f"\nAll of it in a browser (search, more like this, explain, caption, ask):\n"
                  f"  vislang serve --index {workdir / 'index'} --caption-model "
@@ -151,11 +153,10 @@ def _saliency(model, folder: Path) -> None:
                  f"--method dense --model {DEMO_MODEL}")
 
 
-def _captions_and_answers(folder: Path) -> None:
+def _captions_and_answers(folder: Path, spec) -> None:
     """The shipped tiny BLIPs: a caption for each new scene, and answers about it."""
     from vislang.captioning import ask, caption
     from vislang.datasets.shapes import generate_scenes
-    from vislang.models.blip import load_blip
 
     stdout.rule("captions and answers: the shipped shapes-blip models (BLIP)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,11 +165,11 @@ def _captions_and_answers(folder: Path) -> None:
     for scene in scenes:
         paths.append(folder / f"{scene.index:05d}.png")
         scene.image.save(paths[-1])
-    captioner = load_blip("shapes-blip-caption")
+    captioner = load_blip_model("shapes-blip-caption", spec)
     choice = captioner.engine_choice
     stdout.print(f"engine: {choice.backend}/{choice.precision} ({choice.reason})")
     captions = caption(paths, model=captioner)
-    vqa = load_blip("shapes-blip-vqa")
+    vqa = load_blip_model("shapes-blip-vqa", spec)
     table = Table("image", "caption (truth)", "question", "answer (truth)")
     right = total = 0
     for path, scene, text in zip(paths, scenes, captions):

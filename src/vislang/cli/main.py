@@ -13,6 +13,7 @@ from vislang.cli import (
     demo,
     engines,
     models,
+    ocr,
     saliency,
     search,
     serve,
@@ -20,6 +21,7 @@ from vislang.cli import (
     train,
 )
 from vislang.errors import VislangError
+from vislang.settings import configure, settings
 
 app = typer.Typer(
     name="vislang",
@@ -38,6 +40,7 @@ app.command("classify")(classify.classify)
 app.command("probe")(classify.probe)
 app.command("caption")(caption.caption)
 app.command("ask")(caption.ask)
+app.command("ocr")(ocr.ocr)
 app.add_typer(classify.eval_app, name="eval")
 app.command("train")(train.train)
 app.command("shapes")(shapes.shapes)
@@ -50,9 +53,13 @@ app.add_typer(engines.cache_app, name="cache")
 @app.callback()
 def main(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say on stderr which engine "
+                                 "runs and why, and what is exported or read from the cache."),
 ) -> None:
     if debug:
-        os.environ["VISLANG_DEBUG"] = "1"
+        configure(debug=True)
+    if verbose and settings().log_level not in ("debug", "info"):  # keep a chattier one
+        configure(log_level="info")
     _quiet_libraries()
 
 
@@ -126,7 +133,7 @@ _flags_take_no_value()  # at import: every way of running `app` shows the same h
 
 
 def _fail(error: BaseException, code: int, prefix: str = "") -> None:
-    if os.environ.get("VISLANG_DEBUG"):
+    if settings().debug:
         raise error
     print(f"error: {prefix}{error}", file=sys.stderr)
     if prefix:

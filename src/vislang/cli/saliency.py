@@ -12,6 +12,7 @@ from vislang.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    engine_spec,
     existing_files,
     load_model,
     print_json,
@@ -52,12 +53,13 @@ def saliency(
         raise InputError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
     if (query is None) == (query_image is None):
         raise InputError('give exactly one of a QUERY text or --query-image PATH')
+    spec = engine_spec(backend, precision)
     existing_files([image] + ([query_image] if query_image is not None else []))
     png = writable(output or Path(f"{image.stem}.saliency-{method}.png"), "--output")
     npy = writable(npy.with_suffix(".npy") if npy is not None else None, "--npy")
     from vislang.explain import saliency as explain
 
-    clip = load_model(model, json_out, backend, precision)
+    clip = load_model(model, spec, quiet=json_out)
     result = explain(clip, image, query if query is not None else query_image, method,
                      n_iters=n_iters, min_crop=min_crop, seed=seed, normalize=normalize,
                      sampler=sampler, contrast=contrast,

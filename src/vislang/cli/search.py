@@ -10,21 +10,30 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vislang.cli.common import BackendOption, JsonOption, PrecisionOption, print_json, stdout
+from vislang.cli.common import (
+    BackendOption,
+    JsonOption,
+    PrecisionOption,
+    engine_spec,
+    print_json,
+    stdout,
+)
+from vislang.settings import settings
 
 IndexOption = typer.Option(None, "--index", "-i", help="Index folder. Default: $VISLANG_INDEX "
                            "or the per-user data folder (see `vislang index --status`).")
 SearchModelOption = typer.Option(None, "--model", "-m", help="Model to embed with. Default: the "
-                                 "one the index was built with (ViT-B/32 for a new index).")
+                                 "one the index was built with ($VISLANG_MODEL or ViT-B/32 for a "
+                                 "new index).")
 SKIPPED_SHOWN = 20
 
 
-def _open(index: Path | None, model: str | None, backend: str = "auto",
-          precision: str = "auto", create: bool = False):
+def _open(index: Path | None, model: str | None, spec, create: bool = False):
     """Readers never create: a mistyped --index fails instead of leaving an empty index."""
     from vislang.search import Index
 
-    return Index.open(index, model, backend, precision, create=create)
+    return Index.open(index, model, backend=spec.backend, precision=spec.precision,
+                      create=create)
 
 
 def index(
@@ -44,18 +53,17 @@ def index(
     """Index image folders for search: embeds new and changed files, forgets deleted ones."""
     # Only folders to add make a new index: --status, or an update of an index's own folders,
     # on a mistyped --index must not leave an empty one behind; nor must a mistyped folder.
+    spec = engine_spec(backend, precision)
     for folder in folders or []:
         if not folder.is_dir():
             from vislang.errors import InputError
 
             raise InputError(f"no such folder: {folder}")
-    with _open(index_path, model, backend, precision, create=bool(folders) and not status) as idx:
+    with _open(index_path, model, spec, create=bool(folders) and not status) as idx:
         if status:
             return _print_status(idx.stats(), json_out)
         if idx.model_name is None:
-            from vislang.cli.common import DEFAULT_MODEL
-
-            idx.model_name = DEFAULT_MODEL
+            idx.model_name = settings().model
         summary = idx.update(folders or None, exclude, hidden, progress=not json_out)
     if json_out:
         return print_json(summary.as_dict())
@@ -115,6 +123,7 @@ def search(
     from vislang.errors import InputError
     from vislang.search.query import Filters, parse_date
 
+    spec = engine_spec(backend, precision, mode="latency")  # one query: answer it soonest
     if json_out and (paths_only or null):
         raise InputError(f"--json and {'--null' if null else '--paths'} are two different "
                          "outputs; give one of them")
@@ -123,7 +132,7 @@ def search(
     filters = Filters(under=str(under) if under else None, extensions=tuple(ext),
                       since=parse_date(since) if since else None,
                       until=parse_date(until, end=True) if until else None)
-    with _open(index_path, model, backend, precision) as idx:
+    with _open(index_path, model, spec) as idx:
         results = idx.search(text=query, image=image, k=top, add=add, sub=sub, filters=filters,
                              threshold=threshold)
     if json_out:
@@ -154,7 +163,7 @@ def dups(
     json_out: bool = JsonOption,
 ) -> None:
     """Groups of near-duplicate images in the index (copies, re-encodes, resizes, bursts)."""
-    with _open(index_path, model) as idx:
+    with _open(index_path, model, engine_spec()) as idx:
         groups = idx.duplicates(threshold)
     if json_out:
         return print_json([[{"path": r.path, "score": round(r.score, 6)} for r in g]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 from pathlib import Path
 
 import typer
 
-from vislang.cli.common import BackendOption, PrecisionOption, stderr, stdout
+from vislang.cli.common import BackendOption, PrecisionOption, engine_spec, stderr, stdout
 from vislang.errors import InputError
+from vislang.settings import settings
 
 
 def serve(
@@ -26,15 +26,18 @@ def serve(
     model: str = typer.Option(None, "--model", "-m", help="Search model. Default: the one the "
                               "index was built with."),
     caption_model: str = typer.Option(None, "--caption-model", help="BLIP captioning model. "
-                                      "Default: Salesforce/blip-image-captioning-base."),
+                                      "Default: $VISLANG_CAPTION_MODEL or "
+                                      "Salesforce/blip-image-captioning-base."),
     vqa_model: str = typer.Option(None, "--vqa-model", help="BLIP question answering model. "
-                                  "Default: Salesforce/blip-vqa-base."),
+                                  "Default: $VISLANG_VQA_MODEL or "
+                                  "Salesforce/blip-vqa-base."),
     max_queue: int = typer.Option(16, "--max-queue", min=1, help="Model jobs running or waiting "
                                   "before new requests get 503 + Retry-After."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
 ) -> None:
     """Serve the search API and web page: search, more like this, explain, caption, ask."""
+    spec = engine_spec(backend, precision, mode="latency")  # requests come one at a time
     try:
         import uvicorn
 
@@ -50,7 +53,7 @@ def serve(
         token = secrets.token_urlsafe(24)
     folder = index_path or default_index_path()
     app = create_app(folder, model=model, caption_model=caption_model, vqa_model=vqa_model,
-                     backend=backend, precision=precision, token=token, max_pending=max_queue,
+                     engine=spec, token=token, max_pending=max_queue,
                      hosts=LOOPBACK_NAMES + (host,) if local else None)
     state = app.state.vislang
     with stderr.status(f"loading {state.services.index.model_name}..."):
@@ -70,7 +73,7 @@ def serve(
         stdout.print(f"listening on {url}, reachable from other machines: every API request "
                      f"needs 'Authorization: Bearer {token}'\nopen {url}/?token={token}",
                      highlight=False)
-    config = uvicorn.Config(app, log_level=os.environ.get("VISLANG_LOG_LEVEL", "warning"),
+    config = uvicorn.Config(app, log_level=settings().log_level,
                             timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[listener])

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 import vislang
 from vislang import errors
 from vislang.images import load_image
+from vislang.runtime import EngineSpec
 from vislang.search.index import Index, Result
 from vislang.serve import schemas
 from vislang.serve.files import (
@@ -44,25 +45,29 @@ from vislang.serve.guard import (
 from vislang.serve.limits import Limits
 from vislang.serve.services import Services
 from vislang.serve.work import Busy, WorkQueue
+from vislang.settings import settings
 
 STATIC = Path(__file__).with_name("static")
 PROBLEMS = {code: {"model": schemas.Problem} for code in (403, 404, 413, 422, 503)}
+# The server answers one request at a time per model: latency, on the fastest engine here.
+SERVE_ENGINE = EngineSpec(mode="latency")
 
 
 def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: str | None = None,
-               vqa_model: str | None = None, backend: str = "auto", precision: str = "auto",
+               vqa_model: str | None = None, engine: EngineSpec = SERVE_ENGINE,
                limits: Limits = Limits(), token: str | None = None,
                hosts: tuple[str, ...] | None = LOOPBACK_NAMES, max_pending: int = 16,
                thumbnails: str | os.PathLike | None = None) -> FastAPI:
     """The web app over the index at ``index`` (a folder ``vislang index`` wrote).
 
+    ``engine``: what every model of the server (search, caption, VQA) runs on.
     ``token``: required on every /api request when given; 16 characters or more (InputError
     otherwise). ``hosts``: the Host names accepted (None: any; the default, the loopback
     names, suits a server bound to 127.0.0.1).
     ``max_pending``: model jobs running or waiting before new ones get 503.
     """
     check_token(token)  # first: a guessable token is an error, not a false safety
-    services = Services(_open_index(index, model, backend, precision), limits, caption_model,
+    services = Services(_open_index(index, model, engine), limits, engine, caption_model,
                         vqa_model)
     state = State(services, limits, Roots(services.roots),
                   Thumbnails(Path(thumbnails) if thumbnails else _thumbnail_dir(), limits.pixels),
@@ -96,16 +101,15 @@ class State:
         self.services.index.close()
 
 
-def _open_index(index, model, backend: str, precision: str) -> Index:
+def _open_index(index, model, engine: EngineSpec) -> Index:
     if isinstance(index, Index):
         return index
-    return Index.open(index, model, backend=backend, precision=precision, create=False)
+    return Index.open(index, model, backend=engine.backend, precision=engine.precision,
+                      create=False)
 
 
 def _thumbnail_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("VISLANG_CACHE", user_cache_dir("vislang"))) / "thumbnails"
+    return settings().cache / "thumbnails"
 
 
 # -- errors: one JSON shape, {"error": "..."}, with the status that says whose fault ------------

@@ -75,6 +75,9 @@ class Queue(BaseModel):
 class StatusOut(BaseModel):
     index: dict
     models: dict[str, str | None]
+    engines: dict[str, str | None] = Field(description="The engine each model runs on, as "
+                                           "backend/precision (openvino/bf16); null until a "
+                                           "request first uses that model.")
     limits: dict[str, int]
     queues: dict[str, Queue]
     auth: bool = Field(description="Whether requests need a token.")

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from vislang.runtime import EngineSpec
 from vislang.search.index import Index, Result
 from vislang.serve.limits import Limits
+from vislang.settings import settings
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,13 @@ class _Lru(OrderedDict):
 
 
 class Services:
-    def __init__(self, index: Index, limits: Limits, caption_model: str | None = None,
-                 vqa_model: str | None = None):
-        from vislang.captioning import DEFAULT_CAPTION_MODEL, DEFAULT_VQA_MODEL
-
-        self.index, self.limits = index, limits
-        self.caption_model = caption_model or DEFAULT_CAPTION_MODEL
-        self.vqa_model = vqa_model or DEFAULT_VQA_MODEL
+    def __init__(self, index: Index, limits: Limits, engine: EngineSpec,
+                 caption_model: str | None = None, vqa_model: str | None = None):
+        self.index, self.limits, self.engine = index, limits, engine
+        self.caption_model = caption_model or settings().caption_model
+        self.vqa_model = vqa_model or settings().vqa_model
         self.lock = threading.RLock()
+        self._clip = None  # the search model, once a request needed it
         self._blips: dict[str, object] = {}
         self._classifiers = _Lru(32)  # label lists a client repeats: their text embeddings
         self._captions = _Lru(4096)  # (file, size, mtime) -> caption: re-opening is free
@@ -55,14 +56,17 @@ class Services:
     # -- models, loaded on first use and shared ---------------------------------------------------
     def clip(self):
         with self.lock:
-            return self.index.model("latency")
+            self._clip = self.index.model("latency")
+            return self._clip
 
     def blip(self, name: str):
         with self.lock:
             if name not in self._blips:
                 from vislang.models.blip import load_blip
 
-                self._blips[name] = load_blip(name)
+                self._blips[name] = load_blip(name, backend=self.engine.backend,
+                                              precision=self.engine.precision,
+                                              device=self.engine.device)
             return self._blips[name]
 
     def roots(self) -> list[str]:
@@ -73,6 +77,7 @@ class Services:
     def search(self, k: int, offset: int, text: str | None = None, image=None) -> Page:
         """One page of results; one more is asked for to know whether a next page exists."""
         with self.lock:
+            self.clip()  # loaded here rather than inside the index: /api/status names its engine
             results = self.index.search(text=text, image=image, k=offset + k + 1)
         return Page(results[offset:offset + k], len(results) > offset + k)
 
@@ -124,7 +129,21 @@ class Services:
         with self.lock:
             stats = self.index.stats()
         return {"index": stats, "models": {"search": self.index.model_name,
-                                           "caption": self.caption_model, "vqa": self.vqa_model}}
+                                           "caption": self.caption_model, "vqa": self.vqa_model},
+                "engines": self.engines()}
+
+    def engines(self) -> dict[str, str | None]:
+        """The engine each model runs on ("openvino/bf16"), None until a request loads it."""
+        def running(model) -> str | None:
+            if model is None:
+                return None
+            choice = model.engine_choice
+            return f"{choice.backend}/{choice.precision}"
+
+        with self.lock:
+            return {"search": running(self._clip),
+                    "caption": running(self._blips.get(self.caption_model)),
+                    "vqa": running(self._blips.get(self.vqa_model))}
 
 
 def _shrunk(picture: Image.Image, side: int) -> Image.Image:
