@@ -76,67 +76,30 @@ def export(
 ) -> None:
     """Write a model's graphs with a dynamic batch dimension: CLIP's image and text towers;
     BLIP's vision encoder, question encoder (VQA), and decoder without and with past."""
+    from vislang import runtime
     from vislang.images import is_image_path
-    from vislang.models.blip import is_blip
+    from vislang.models.blip import is_blip, load_blip
     from vislang.models.clip import load
-    from vislang.runtime import choose
 
-    if backend == "torch":
-        raise InputError("torch needs no export: it runs the checkpoint itself; export writes "
-                         "openvino or onnx graphs")
-    if backend not in ("openvino", "onnx"):
-        raise InputError(f"unknown backend {backend!r} for export; choose openvino or onnx")
-    choose(backend, precision)  # refuses what this machine cannot run, with the way out
+    # refuses what this machine cannot run, with the way out, before any download
+    runtime.check_export(backend, precision)
     images = None
     if calibration is not None:
         images = sorted(p for p in calibration.rglob("*") if p.is_file() and is_image_path(p))
         if not images:
             raise InputError(f"no images under {calibration} to calibrate int8 on")
     out = out or Path(f"{Path(model).name or 'model'}-{backend}-{precision}".replace("/", "-"))
-    if is_blip(model):
-        _export_blip(model, backend, precision, images, out, json_out)
-        return
-    clip = load(model, calibration=images)
-    with stderr.status(f"exporting {clip.model_key} to {backend}/{precision}..."):
-        if backend == "openvino":
-            from vislang.runtime.openvino_engine import export_towers
-
-            paths = export_towers(lambda: clip.hf_model, clip.config, clip.model_key, precision,
-                                  clip._calibration_data, out_dir=out)
-        else:
-            from vislang.runtime.onnx_engine import export_towers
-
-            paths = export_towers(lambda: clip.hf_model, clip.config, clip.model_key, precision,
-                                  out_dir=out)
-    result = {"model": clip.model_key, "backend": backend, "precision": precision,
-              "files": {tower: str(path) for tower, path in paths.items()}}
+    # the reference engine: the weights as the checkpoint holds them, which export lowers
+    loaded = (load_blip if is_blip(model) else load)(model, engine=runtime.REFERENCE)
+    with stderr.status(f"exporting {loaded.model_key} to {backend}/{precision}..."):
+        paths = runtime.export(loaded, backend, precision, out, calibration=images)
     if json_out:
-        print_json(result)
-        return
-    for tower, path in paths.items():
-        stdout.print(f"{tower} tower: {path}")
-
-
-def _export_blip(model: str, backend: str, precision: str, images, out: Path,
-                 json_out: bool) -> None:
-    from vislang.models.blip import load_blip
-    from vislang.runtime.onnx_blip import export_onnx_blip
-    from vislang.runtime.openvino_blip import export_blip
-
-    blip = load_blip(model, backend, precision, calibration=images)
-    with stderr.status(f"exporting {blip.model_key} to {backend}/{precision}..."):
-        if backend == "openvino":
-            paths = export_blip(lambda: blip.hf_model, blip.model_key, blip.task, precision,
-                                blip._calibration_pixels, out_dir=out)
-        else:
-            paths = export_onnx_blip(lambda: blip.hf_model, blip.model_key, blip.task,
-                                     precision, out_dir=out)
-    if json_out:
-        print_json({"model": blip.model_key, "backend": backend, "precision": precision,
+        print_json({"model": loaded.model_key, "backend": backend, "precision": precision,
                     "files": {graph: str(path) for graph, path in paths.items()}})
         return
+    label = "{} tower" if loaded.family == "clip" else "{}"
     for graph, path in paths.items():
-        stdout.print(f"{graph}: {path}")
+        stdout.print(f"{label.format(graph)}: {path}")
 
 
 @cache_app.command("list")

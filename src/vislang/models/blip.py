@@ -6,10 +6,10 @@ A BLIP checkpoint runs as three graphs, the split the OpenVINO export of the see
 - the text encoder (VQA only): the question, cross-attending to the image, ``-> [N, T, D]``;
 - the text decoder, one step at a time with a KV cache: next-token logits over the vocabulary.
 
-``TorchBlipEngine`` runs the encoders with the checkpoint's own torch modules and the decoder
-written out step by step (``blip_decoder.py``: the per-step cost is the weights, not the
-bookkeeping); the generation loop in ``vislang.captioning`` only calls ``encode_images``,
-``encode_question``, ``decode`` and ``reorder``, so another engine can replace this one.
+Which engine runs the graphs (torch, OpenVINO, ONNX Runtime) is ``vislang.runtime``'s answer
+(``choose_blip``, ``create_blip_engine``); the generation loop in ``vislang.captioning`` only
+calls the engine's ``encode_images``, ``encode_question``, ``decode`` and ``reorder``
+(``vislang.runtime.protocols.BlipEngine``).
 """
 
 from __future__ import annotations
@@ -17,20 +17,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
-from vislang.errors import InputError, UnsupportedModelError
+from vislang.errors import UnsupportedModelError
 from vislang.images import ImageSource
-from vislang.models.blip_decoder import BlipDecoder, DecoderCache
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.transform import ImageTransform
-from vislang.runtime import EngineChoice, choose, supported_precisions
-from vislang.runtime.torch_engine import DTYPES
+from vislang.runtime import REFERENCE, EngineSpec, choose_blip, create_blip_engine
+from vislang.runtime.calibration import blip_pixels
+from vislang.runtime.cache import engine_key
+from vislang.runtime.protocols import BlipEngine
 
-# what BLIP's exported graphs run in, per backend
-EXPORTED_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnx": ("fp32", "int8")}
 CAPTION = "caption"
 VQA = "vqa"
 # transformers class named in a checkpoint's config.json -> what it can do
@@ -40,110 +38,35 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 
-class TorchBlipEngine:
-    """The three BLIP graphs on the checkpoint's torch modules, in fp32 (the reference) or with
-    the weights cast to bf16 / fp16; logits always come back float32."""
-
-    def __init__(self, weights: Callable[[], torch.nn.Module], precision: str = "fp32",
-                 device: str = "cpu"):
-        self._weights = weights
-        self.precision = precision
-        self.dtype = DTYPES[precision]
-        self.device = torch.device(device)
-
-    @functools.cached_property
-    def hf_model(self) -> torch.nn.Module:
-        with torch.inference_mode(False):  # first use may be inside inference_mode
-            return self._weights().to(self.device, dtype=self.dtype)
-
-    def prepare(self) -> None:
-        _ = self.decoder  # loads the weights, packs the decoder's
-
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``float32[N, 3, H, W]`` -> patch embeddings ``[N, P, D]``."""
-        pixel_values = pixel_values.to(self.device, dtype=self.dtype)
-        return self.hf_model.vision_model(pixel_values=pixel_values)[0]
-
-    def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        image_embeds: torch.Tensor) -> torch.Tensor:
-        """Question tokens cross-attending to the image -> ``[N, T, D]`` (VQA checkpoints)."""
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
-        return self.hf_model.text_encoder(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-            encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
-            return_dict=False)[0]
-
-    @functools.cached_property
-    def decoder(self) -> BlipDecoder:
-        return BlipDecoder(self.hf_model.text_decoder, self.dtype)
-
-    def decode(self, input_ids: torch.Tensor, context: torch.Tensor,
-               past: DecoderCache | None = None) -> tuple[torch.Tensor, DecoderCache]:
-        """One decoder step -> (next-token logits ``float32[N, V]``, the new KV cache).
-
-        Without ``past`` it reads the whole ``input_ids`` (the prompt) and ``context`` (what it
-        cross-attends to: image or question embeddings); with it, only the new last column.
-        """
-        logits, cache = self.decoder.step(input_ids.to(self.device), context, past)
-        return logits.cpu(), cache
-
-    @staticmethod
-    def reorder(past: DecoderCache, index: torch.Tensor) -> DecoderCache:
-        """Keep the cache rows ``index`` (in that order): beam search's reshuffle."""
-        return past.reorder(index.to(past.keys[0].device))
-
-
 class BlipModel:
     """A loaded BLIP checkpoint: ``task`` is ``"caption"`` or ``"vqa"``."""
+
+    family = "blip"  # what vislang.runtime tells models apart by
 
     def __init__(self, checkpoint: Checkpoint, config, task: str,
                  weights: Callable[[], torch.nn.Module],
                  transform: Callable[[], ImageTransform], tokenizer,
-                 choice: EngineChoice = EngineChoice("torch", "fp32", "the reference"),
-                 device: str = "cpu", calibration: Sequence[ImageSource] | None = None):
+                 engine: EngineSpec = REFERENCE,
+                 calibration: Sequence[ImageSource] | None = None):
         self.checkpoint = checkpoint
         self.config = config
         self.task = task
         self._transform = transform
         self.tokenizer = tokenizer
-        self.engine_choice = choice
-        self._calibration_images = calibration
-        self.engine = self._engine(weights, device)
+        self.engine_choice = choose_blip(engine)
+        key = engine_key(self.model_key, self.engine_choice.precision, calibration)
+        self.engine: BlipEngine = create_blip_engine(
+            weights, key, task, self.engine_choice, engine,
+            calibration=functools.partial(blip_pixels, self, calibration))
         text = config.text_config
         self.bos_token_id: int = text.bos_token_id  # [DEC]: starts every decoded sequence
         self.eos_token_id: int = text.sep_token_id  # [SEP]: BLIP's decoder ends with it
         self.pad_token_id: int = text.pad_token_id
 
-    def _engine(self, weights: Callable[[], torch.nn.Module], device: str):
-        from vislang.runtime.cache import engine_key
-
-        backend, precision = self.engine_choice.backend, self.engine_choice.precision
-        key = engine_key(self.model_key, precision, self._calibration_images)
-        if backend == "openvino":
-            from vislang.runtime.openvino_blip import OpenVINOBlipEngine
-
-            return OpenVINOBlipEngine(weights, key, self.task, precision,
-                                      self._calibration_pixels)
-        if backend == "onnx":
-            from vislang.runtime.onnx_blip import OnnxBlipEngine
-
-            return OnnxBlipEngine(weights, key, self.task, precision)
-        return TorchBlipEngine(weights, precision, device)
-
     def prepare(self) -> None:
         """Do now what the first caption or answer would: load the weights, or export (if not
         cached) and compile every graph."""
         self.engine.prepare()
-
-    def _calibration_pixels(self, count: int = 64) -> list[np.ndarray]:
-        """Images to calibrate int8 on, preprocessed: the user's if given, else shapes scenes."""
-        from vislang.datasets.shapes import generate_scenes
-        from vislang.images import load_image
-
-        images = self._calibration_images or [s.image for s in
-                                              generate_scenes(count, seed=7_000_002)]
-        return [self.transform(load_image(i, min_side=self.transform.min_side)).numpy()[None]
-                for i in list(images)[:count]]
 
     @functools.cached_property
     def transform(self) -> ImageTransform:
@@ -193,23 +116,25 @@ class BlipModel:
 
 
 def load_blip(name_or_path: str, backend: str = "auto", precision: str = "auto",
-              device: str = "cpu", calibration: Sequence[ImageSource] | None = None
-              ) -> BlipModel:
+              device: str = "cpu", calibration: Sequence[ImageSource] | None = None, *,
+              engine: EngineSpec | None = None) -> BlipModel:
     """Load a BLIP captioning or VQA checkpoint: an alias (``blip-caption``, ``blip-vqa``), a
     hub id, or a save_pretrained directory. Weights load on first use.
 
-    ``backend="auto"`` is OpenVINO on a CPU where it is installed (the graphs are exported and
-    compiled on first use, then cached), torch otherwise; ``precision="auto"`` is bf16 on CPUs
-    with AMX matrix units and fp16 on CUDA, fp32 elsewhere. ``int8`` (OpenVINO) is the fastest
-    and opt-in; ``calibration`` images tune its vision encoder (default: generated scenes).
+    ``engine`` (else ``backend``, ``precision`` and ``device``) says what runs it. "auto" is
+    OpenVINO on a CPU where it is installed (the graphs are exported and compiled on first use,
+    then cached), torch otherwise; ``precision="auto"`` is bf16 on CPUs with AMX matrix units
+    and fp16 on CUDA, fp32 elsewhere. ``int8`` (OpenVINO) is the fastest and opt-in;
+    ``calibration`` images tune its vision encoder (default: generated scenes).
     """
-    choice = _choose(backend, precision, device)
+    spec = engine or EngineSpec(backend, precision, device=device)
+    choose_blip(spec)  # refuses what BLIP cannot run here before any download
     checkpoint = locate(name_or_path)
     config, task = _load_config(checkpoint)
     return BlipModel(checkpoint, config, task,
                      functools.cache(lambda: _load_hf_model(checkpoint, task)),
                      functools.partial(_load_transform, checkpoint, config),
-                     _load_tokenizer(checkpoint), choice, device, calibration)
+                     _load_tokenizer(checkpoint), spec, calibration)
 
 
 def is_blip(name_or_path: str) -> bool:
@@ -218,28 +143,6 @@ def is_blip(name_or_path: str) -> bool:
 
     config = locate(name_or_path).path / "config.json"
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "blip"
-
-
-def _choose(backend: str, precision: str, device: str) -> EngineChoice:
-    """torch (any device), OpenVINO or ONNX Runtime (CPU); auto is OpenVINO on a CPU where it
-    is installed, else torch."""
-    if backend in EXPORTED_PRECISIONS and device.startswith("cuda"):
-        raise InputError(f"BLIP runs on CUDA with the torch backend, not {backend}")
-    # What BLIP's graphs can be is checked before what this CPU can run: "not fp16" is the
-    # answer on every machine, whatever the CPU's class.
-    _check_blip_precision(backend, precision)
-    choice = choose(backend, precision, device)  # auto: the same rule as CLIP's
-    _check_blip_precision(choice.backend, choice.precision)
-    return choice
-
-
-def _check_blip_precision(backend: str, precision: str) -> None:
-    allowed = EXPORTED_PRECISIONS.get(backend)
-    if allowed and precision != "auto" and precision not in allowed:
-        runs_it = [b for b, graphs in EXPORTED_PRECISIONS.items()
-                   if precision in graphs and precision in supported_precisions(b)]
-        way = f" (for {precision} use --backend {runs_it[0]})" if runs_it else ""
-        raise InputError(f"BLIP on {backend} runs in {', '.join(allowed)}, not {precision}{way}")
 
 
 def _load_config(checkpoint: Checkpoint):

@@ -23,6 +23,11 @@ from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
+from vislang.runtime import REFERENCE, EngineSpec, choose_spec, create_engine
+from vislang.runtime.cache import engine_key
+from vislang.runtime.calibration import clip_inputs
+from vislang.runtime.protocols import ClipEngine
+from vislang.runtime.towers import trim_padding
 
 SUPPORTED_TYPES = ("clip", "siglip")
 ImageInput = str | os.PathLike | bytes | Image.Image
@@ -47,14 +52,12 @@ class EmbeddedBatch:
 
 
 class ClipModel:
-    def __init__(self, checkpoint: Checkpoint, config, weights: Callable[[], torch.nn.Module],
-                 transform: Callable[[], ImageTransform], tokenizer, device="cpu",
-                 backend: str = "torch",
-                 precision: str = "fp32", mode: str = "throughput",
-                 calibration: Sequence[ImageInput] | None = None):
-        from vislang.runtime import choose, create_engine
-        from vislang.runtime.cache import engine_key
+    family = "clip"  # what vislang.runtime tells models apart by
 
+    def __init__(self, checkpoint: Checkpoint, config, weights: Callable[[], torch.nn.Module],
+                 transform: Callable[[], ImageTransform], tokenizer,
+                 engine: EngineSpec = REFERENCE,
+                 calibration: Sequence[ImageInput] | None = None):
         self.checkpoint = checkpoint
         self.config = config
         self.kind: str = config.model_type
@@ -65,11 +68,11 @@ class ClipModel:
             config.text_config.projection_size or config.text_config.hidden_size
         )
         self._weights = weights
-        self._calibration_images = calibration
-        self.engine_choice = choose(backend, precision, device)
+        self.engine_choice = choose_spec(engine)
         key = engine_key(checkpoint.model_key, self.engine_choice.precision, calibration)
-        self.engine = create_engine(weights, config, key, self.engine_choice, device, mode,
-                                    calibration=self._calibration_data)
+        self.engine: ClipEngine = create_engine(
+            weights, config, key, self.engine_choice, engine,
+            calibration=functools.partial(clip_inputs, self, calibration))
 
     @functools.cached_property
     def transform(self) -> ImageTransform:
@@ -256,36 +259,26 @@ class ClipModel:
         except ImageLoadError as error:
             return None, error
 
-    def _calibration_data(self, count: int = 128) -> dict[str, list[np.ndarray]]:
-        """Inputs for int8 calibration: the user's images if given, else the shapes world."""
-        from vislang.datasets.shapes import generate_scenes
-
-        scenes = generate_scenes(count, seed=7_000_001)
-        images = self._calibration_images or [s.image for s in scenes]
-        pixels = [self._load_and_preprocess(i).numpy()[None] for i in list(images)[:count]]
-        texts = [s.caption for s in scenes] + [t.format(s.caption) for s in scenes[:32]
-                                               for t in ("a photo of {}.",)]
-        tokens = [trim_padding(self.tokenize([t], truncate=True)).numpy() for t in texts]
-        return {"image": pixels, "text": tokens}
-
 
 def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
          precision: str = "fp32", mode: str = "throughput",
-         calibration: Sequence[ImageInput] | None = None) -> ClipModel:
+         calibration: Sequence[ImageInput] | None = None, *,
+         engine: EngineSpec | None = None) -> ClipModel:
     """Load a CLIP or SigLIP checkpoint: an alias (``ViT-B/32``), a hub id, or a directory.
 
-    ``backend`` / ``precision`` pick the engine (``"auto"`` for the fastest this machine has);
-    the default, torch fp32, is the exact reference and the one that carries gradients.
-    ``mode`` is ``"throughput"`` (bulk work) or ``"latency"`` (one query at a time);
-    ``calibration`` images tune int8 quantisation (default: generated shapes scenes).
+    ``engine`` (else ``backend``, ``precision``, ``mode`` and ``device``) says what runs it:
+    ``"auto"`` for the fastest this machine has; the default, torch fp32 (``REFERENCE``), is
+    the exact reference and the one that carries gradients. ``mode`` is ``"throughput"`` (bulk
+    work) or ``"latency"`` (one query at a time); ``calibration`` images tune int8
+    quantisation (default: generated shapes scenes).
     """
+    spec = engine or EngineSpec(backend, precision, mode, device)
     checkpoint = locate(name_or_path)
     config = _load_config(checkpoint)
     return ClipModel(
         checkpoint, config, functools.cache(lambda: _load_hf_model(checkpoint)),
         functools.partial(_load_transform, checkpoint, config),
-        _load_tokenizer(checkpoint, config), device=device,
-        backend=backend, precision=precision, mode=mode, calibration=calibration,
+        _load_tokenizer(checkpoint, config), spec, calibration,
     )
 
 
@@ -340,14 +333,3 @@ def _load_tokenizer(checkpoint: Checkpoint, config):
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
-
-
-def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
-    """Drop the all-padding columns at the end of a zero-padded CLIP token batch.
-
-    CLIP's text tower is causal and reads the end token, so the columns after the longest text
-    cannot change any feature; cutting 77 columns to ~12 makes short prompts several times
-    cheaper to encode.
-    """
-    used = (tokens != 0).any(dim=0).nonzero()
-    return tokens[:, : int(used[-1]) + 1] if len(used) else tokens[:, :1]

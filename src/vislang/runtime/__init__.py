@@ -1,23 +1,42 @@
-"""Engines that run a model's towers: torch (the reference), OpenVINO, ONNX Runtime.
+"""What runs a model: torch (the reference), OpenVINO or ONNX Runtime, for both families.
 
-All share one protocol -- ``encode_images(pixels) -> [N, D]`` and ``encode_texts(ids) -> [N, D]``
--- so capabilities never know which one runs. ``choose`` turns "auto" into the best engine and
-precision this machine has, and refuses impossible combinations with a message that says what
-to install or which precision works instead.
+One place answers it. ``choose`` (CLIP/SigLIP) and ``choose_blip`` turn an ``EngineSpec``'s
+"auto" into the best engine and precision this machine has, and refuse impossible combinations
+with a message that says what to install or which precision works instead; ``create_engine``
+and ``create_blip_engine`` make the engine; ``export`` writes a loaded model's graphs.
+
+Every engine of a family has one interface (``protocols.ClipEngine``: ``encode_images`` and
+``encode_texts``; ``protocols.BlipEngine``), so capabilities never know which one runs. The
+runtime knows models only through their public attributes (``family``, ``model_key``,
+``config``, ``preprocess``, ``tokenize``): it imports nothing from ``vislang.models``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vislang.errors import InputError
 from vislang.runtime.cpu import LABELS, capped, cpu_class, cpu_has_bf16
+from vislang.settings import logger
+
+if TYPE_CHECKING:  # torch and numpy load with the first engine, not with `vislang --help`
+    import numpy as np
+    import torch
+
+    from vislang.images import ImageSource
+    from vislang.runtime.protocols import BlipEngine, ClipEngine
 
 BACKENDS = ("torch", "openvino", "onnx")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 EXTRAS = {"openvino": "pip install 'vislang[openvino]'", "onnx": "pip install 'vislang[onnx]'"}
 MODES = ("throughput", "latency")
+log = logger("runtime")
 
 
 @dataclass(frozen=True)
@@ -74,7 +93,7 @@ def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
         return ("fp16", "fp32") if cuda else ("int8", "fp32")
     from vislang.runtime.openvino_engine import openvino_capabilities
 
-    caps = openvino_capabilities()
+    caps = set(openvino_capabilities())
     if not cpu_has_bf16():
         caps.discard("BF16")
     if capped():  # FP16 on a CPU needs AMX-FP16 or AVX512-FP16: hidden with them
@@ -164,20 +183,130 @@ def _elsewhere(precision: str, device: str) -> str:
     return ""
 
 
-def create_engine(weights, config, model_key: str, choice: EngineChoice, device: str = "cpu",
-                  mode: str = "throughput", calibration=None):
-    """The engine for ``choice``. ``weights()`` returns the transformers model; exported
-    engines call it only when an export is missing, so a cached engine starts without it."""
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}; choose throughput or latency")
+def choose_spec(spec: EngineSpec) -> EngineChoice:
+    """``choose`` for a whole spec."""
+    return choose(spec.backend, spec.precision, spec.device)
+
+
+def create_engine(weights: Callable[[], torch.nn.Module], config, model_key: str,
+                  choice: EngineChoice, spec: EngineSpec = REFERENCE,
+                  calibration: Callable[[], dict[str, list[np.ndarray]]] | None = None
+                  ) -> ClipEngine:
+    """The engine for a CLIP/SigLIP checkpoint, as ``choice`` (from ``choose_spec(spec)``)
+    says; ``spec`` gives the device and mode. ``weights()`` returns the transformers model;
+    exported engines call it only when an export is missing, so a cached engine starts
+    without it. ``calibration()`` gives int8's inputs (``calibration.clip_inputs``) and is
+    called only when an int8 export is made."""
+    _log_choice(model_key, choice)
     if choice.backend == "torch":
         from vislang.runtime.torch_engine import TorchEngine
 
-        return TorchEngine(weights(), device, choice.precision)
+        return TorchEngine(weights(), spec.device, choice.precision)
     if choice.backend == "openvino":
         from vislang.runtime.openvino_engine import OpenVINOEngine
 
-        return OpenVINOEngine(weights, config, model_key, choice.precision, mode, calibration)
+        return OpenVINOEngine(weights, config, model_key, choice.precision, spec.mode,
+                              calibration)
     from vislang.runtime.onnx_engine import OnnxEngine
 
-    return OnnxEngine(weights, config, model_key, choice.precision, mode, device)
+    return OnnxEngine(weights, config, model_key, choice.precision, spec.device)
+
+
+# -- BLIP --------------------------------------------------------------------------------------
+# What BLIP's exported graphs run in, per backend.
+BLIP_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnx": ("fp32", "int8")}
+
+
+def choose_blip(spec: EngineSpec) -> EngineChoice:
+    """torch (any device), OpenVINO or ONNX Runtime (CPU); "auto" follows CLIP's rule."""
+    if spec.backend in BLIP_PRECISIONS and spec.device.startswith("cuda"):
+        raise InputError(f"BLIP runs on CUDA with the torch backend, not {spec.backend}")
+    # What BLIP's graphs can be is checked before what this CPU can run: "not fp16" is the
+    # answer on every machine, whatever the CPU's class.
+    _check_blip_precision(spec.backend, spec.precision)
+    choice = choose_spec(spec)
+    _check_blip_precision(choice.backend, choice.precision)
+    return choice
+
+
+def _check_blip_precision(backend: str, precision: str) -> None:
+    allowed = BLIP_PRECISIONS.get(backend)
+    if allowed and precision != "auto" and precision not in allowed:
+        runs_it = [b for b, graphs in BLIP_PRECISIONS.items()
+                   if precision in graphs and precision in supported_precisions(b)]
+        way = f" (for {precision} use --backend {runs_it[0]})" if runs_it else ""
+        raise InputError(f"BLIP on {backend} runs in {', '.join(allowed)}, not {precision}{way}")
+
+
+def create_blip_engine(weights: Callable[[], torch.nn.Module], model_key: str, task: str,
+                       choice: EngineChoice, spec: EngineSpec = REFERENCE,
+                       calibration: Callable[[], list[np.ndarray]] | None = None
+                       ) -> BlipEngine:
+    """The engine for a BLIP checkpoint (``task`` "caption" or "vqa"), as ``choice`` (from
+    ``choose_blip(spec)``) says; ``calibration()`` gives the vision encoder's int8 inputs
+    (``calibration.blip_pixels``), called only when an int8 export is made."""
+    _log_choice(model_key, choice)
+    if choice.backend == "openvino":
+        from vislang.runtime.openvino_blip import OpenVINOBlipEngine
+
+        return OpenVINOBlipEngine(weights, model_key, task, choice.precision, calibration)
+    if choice.backend == "onnx":
+        from vislang.runtime.onnx_blip import OnnxBlipEngine
+
+        return OnnxBlipEngine(weights, model_key, task, choice.precision)
+    from vislang.runtime.torch_blip import TorchBlipEngine
+
+    return TorchBlipEngine(weights, choice.precision, spec.device)
+
+
+def _log_choice(model_key: str, choice: EngineChoice) -> None:
+    log.info("%s runs on %s/%s: %s", model_key, choice.backend, choice.precision, choice.reason)
+
+
+# -- explicit exports --------------------------------------------------------------------------
+EXPORT_BACKENDS = ("openvino", "onnx")
+
+
+def check_export(backend: str, precision: str, family: str = "clip") -> EngineChoice:
+    """Refuse an export this machine (or the model family) cannot run, with the way out."""
+    if backend == "torch":
+        raise InputError("torch needs no export: it runs the checkpoint itself; export writes "
+                         "openvino or onnx graphs")
+    if backend not in EXPORT_BACKENDS:
+        raise InputError(f"unknown backend {backend!r} for export; choose openvino or onnx")
+    spec = EngineSpec(backend, precision)
+    return choose_blip(spec) if family == "blip" else choose_spec(spec)
+
+
+def export(model, backend: str, precision: str, out_dir: str | os.PathLike,
+           calibration: Sequence[ImageSource] | None = None) -> dict[str, Path]:
+    """Write a loaded model's graphs to ``out_dir`` with a dynamic batch dimension, always
+    anew: a ClipModel's image and text towers, a BlipModel's vision encoder, question encoder
+    (VQA) and decoder without and with past. ``calibration`` images tune int8 (default:
+    generated shapes scenes). The model's weights are read as loaded: load it with the
+    reference engine (``REFERENCE``). Returns each graph's file."""
+    from vislang.runtime import calibration as inputs
+
+    check_export(backend, precision, model.family)
+    out_dir = Path(out_dir)
+    weights = lambda: model.hf_model  # noqa: E731
+    if model.family == "blip":
+        pixels = functools.partial(inputs.blip_pixels, model, calibration)
+        if backend == "openvino":
+            from vislang.runtime.openvino_blip import export_blip
+
+            paths = export_blip(weights, model.model_key, model.task, precision, pixels, out_dir)
+        else:
+            from vislang.runtime.onnx_blip import export_onnx_blip
+
+            paths = export_onnx_blip(weights, model.model_key, model.task, precision, out_dir)
+    elif backend == "openvino":
+        from vislang.runtime.openvino_engine import export_towers
+
+        paths = export_towers(weights, model.config, model.model_key, precision,
+                              functools.partial(inputs.clip_inputs, model, calibration), out_dir)
+    else:
+        from vislang.runtime.onnx_engine import export_towers
+
+        paths = export_towers(weights, model.config, model.model_key, precision, out_dir=out_dir)
+    return paths

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vislang.models.blip_decoder import BlipDecoder, DecoderCache
+from vislang.runtime.blip_decoder import BlipDecoder, DecoderCache
+from vislang.runtime.towers import as_array
 
 CACHE_KINDS = ("key", "value", "context_key", "context_value")
 
@@ -169,7 +170,3 @@ class ExportedBlipEngine:
                                      "image_embeds": as_array(image_embeds, np.float32)})
         return torch.from_numpy(out["question_embeds"])
 
-
-def as_array(tensor: torch.Tensor, dtype) -> np.ndarray:
-    torch_type = torch.float32 if dtype == np.float32 else torch.int64
-    return np.ascontiguousarray(tensor.detach().cpu().to(torch_type).numpy())

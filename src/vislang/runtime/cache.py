@@ -13,21 +13,23 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from platformdirs import user_cache_dir
+from vislang.settings import logger, settings
 
 LIBRARIES = ("vislang", "torch", "transformers", "openvino", "nncf", "onnx", "onnxruntime")
 # Raised whenever vislang changes how it writes a graph (what is quantised, how it is pruned):
 # exports made by the older recipe then miss the cache instead of running stale.
 RECIPE = 2
+log = logger("runtime")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("VISLANG_CACHE", user_cache_dir("vislang"))) / "engines"
+    return settings().cache / "engines"
 
 
 def openvino_config(hint: str, performance: str) -> dict[str, str]:
@@ -74,7 +76,13 @@ def export_files(model_key: str, names: Sequence[str], backend: str, precision: 
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}{suffix}"
         if out_dir is not None or not path.is_file():
+            started = time.perf_counter()
             write(name, path)
+            log.info("exported %s%s of %s as %s/%s to %s (%.1f s)", prefix, name, model_key,
+                     backend, precision, path, time.perf_counter() - started)
+        else:
+            log.debug("cached %s%s of %s as %s/%s: %s", prefix, name, model_key, backend,
+                      precision, path)
         paths[name] = path
     return paths
 

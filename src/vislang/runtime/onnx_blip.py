@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.blip_graphs import ExportedBlipEngine, as_array, graph_names, graph_specs
+from vislang.runtime.blip_graphs import ExportedBlipEngine, graph_names, graph_specs
 from vislang.runtime.onnx_engine import open_session, write_onnx
+from vislang.runtime.towers import as_array
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class OnnxCache:
 
 class OnnxBlipEngine(ExportedBlipEngine):
     """``encode_images``, ``encode_question``, ``decode`` and ``reorder`` on ONNX Runtime
-    sessions (the interface of ``vislang.models.blip.TorchBlipEngine``)."""
+    sessions (the interface of ``vislang.runtime.protocols.BlipEngine``)."""
 
     name = "onnx"
 

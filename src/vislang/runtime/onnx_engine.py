@@ -15,39 +15,28 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
+from vislang.runtime.towers import TOWERS, ExportedClipEngine, example_inputs, quiet_export, tower
 
 INPUT_NAMES = {"image": "pixel_values", "text": "input_ids"}
 DYNAMIC_AXES = {"image": {"pixel_values": {0: "batch"}},
                 "text": {"input_ids": {0: "batch", 1: "length"}}}
 
 
-class OnnxEngine:
+class OnnxEngine(ExportedClipEngine):
     name = "onnx"
 
     def __init__(self, weights: Callable, config, model_key: str, precision: str,
-                 mode: str = "throughput", device: str = "cpu"):
-        self.precision, self.device = precision, device
-        self._export = lambda names: export_towers(weights, config, model_key, precision,
-                                                   names=names)
-        self.sessions = {}
+                 device: str = "cpu"):
+        super().__init__(lambda names: export_towers(weights, config, model_key, precision,
+                                                     names=names), precision)
+        self.device = device
 
-    def _session(self, tower: str):
-        """A tower's session, exported and opened on first use (see the OpenVINO engine)."""
-        if tower not in self.sessions:
-            self.sessions[tower] = open_session(self._export([tower])[tower], self.device)
-        return self.sessions[tower]
+    def _open(self, tower: str, path: Path):
+        return open_session(path, self.device)
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        # fp16 graphs keep float32 inputs and outputs (keep_io_types): callers see no difference.
-        return self._run("image", pixel_values.detach().cpu().numpy().astype(np.float32))
-
-    def encode_texts(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        return self._run("text", input_ids.detach().cpu().numpy().astype(np.int64))
-
-    def _run(self, tower: str, array: np.ndarray) -> torch.Tensor:
-        (out,) = self._session(tower).run(None, {INPUT_NAMES[tower]: array})
-        return torch.from_numpy(out.astype(np.float32))
+    def _run(self, tower: str, array: np.ndarray) -> np.ndarray:
+        (out,) = self._tower(tower).run(None, {INPUT_NAMES[tower]: array})
+        return out
 
 
 def open_session(path: Path, device: str = "cpu"):

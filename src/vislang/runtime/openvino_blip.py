@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from vislang.runtime import cache
-from vislang.runtime.blip_graphs import ExportedBlipEngine, as_array, graph_names, graph_specs
+from vislang.runtime.blip_graphs import ExportedBlipEngine, graph_names, graph_specs
 from vislang.runtime.openvino_engine import inference_hint, quantize_int8, save_ir
-from vislang.runtime.towers import quiet_export
+from vislang.runtime.towers import as_array, quiet_export, quiet_nncf
 
 COMPRESSED = ("decoder", "decoder_with_past")  # int8 weights only
 CALIBRATED = ("vision",)  # int8 weights and activations
@@ -50,7 +50,7 @@ class StatefulCache:
 
 class OpenVINOBlipEngine(ExportedBlipEngine):
     """``encode_images``, ``encode_question``, ``decode`` and ``reorder`` on compiled graphs,
-    the interface of ``vislang.models.blip.TorchBlipEngine``; results are float32 tensors.
+    the interface of ``vislang.runtime.protocols.BlipEngine``; results are float32 tensors.
     One engine serves one caller at a time."""
 
     name = "openvino"
@@ -158,5 +158,6 @@ def _convert(name: str, module, example, inputs: list[str], shapes: list, output
         if precision == "int8" and name in COMPRESSED:
             import nncf
 
-            graph = nncf.compress_weights(graph)
+            with quiet_nncf():
+                graph = nncf.compress_weights(graph)
     return graph

@@ -19,7 +19,8 @@ import torch
 
 from vislang.runtime import cache
 from vislang.runtime.cpu import cpu_has_amx
-from vislang.runtime.towers import TOWERS, example_inputs, quiet_export, tower
+from vislang.runtime.towers import (TOWERS, ExportedClipEngine, example_inputs, quiet_export,
+                                    quiet_nncf, tower)
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
@@ -35,51 +36,40 @@ def inference_hint(precision: str, int8_under_f32: bool = False) -> str:
     return PRECISION_HINTS[precision]
 
 
-def openvino_capabilities(device: str = "CPU") -> set[str]:
+@functools.cache  # the hardware and the install do not change while a process runs
+def openvino_capabilities(device: str = "CPU") -> frozenset[str]:
     import openvino as ov
 
-    return set(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    return frozenset(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
 
 
-class OpenVINOEngine:
+class OpenVINOEngine(ExportedClipEngine):
     name = "openvino"
 
     def __init__(self, weights: Callable, config, model_key: str, precision: str,
                  mode: str = "throughput",
                  calibration: Callable[[], dict[str, Iterable[np.ndarray]]] | None = None,
                  device: str = "CPU"):
-        self.precision, self.mode, self.device = precision, mode, device
-        self._export = lambda names: export_towers(weights, config, model_key, precision,
-                                                   calibration, names=names)
-        self.compiled, self.requests = {}, {}
+        super().__init__(lambda names: export_towers(weights, config, model_key, precision,
+                                                     calibration, names=names), precision)
+        self.mode, self.device = mode, device
+        self.requests: dict[str, int] = {}
 
-    def _compiled(self, tower: str):
-        """A tower's compiled model, exported and compiled on its first use: a text search
-        never pays for the image tower, nor (once exported) for loading the weights."""
-        if tower not in self.compiled:
-            import openvino as ov
+    def _open(self, tower: str, path: Path):
+        import openvino as ov
 
-            config = cache.openvino_config(
-                inference_hint(self.precision),
-                "THROUGHPUT" if self.mode == "throughput" else "LATENCY")
-            path = self._export([tower])[tower]
-            self.compiled[tower] = ov.Core().compile_model(str(path), self.device, config)
-            self.requests[tower] = self.compiled[tower].get_property(
-                "OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        return self.compiled[tower]
+        config = cache.openvino_config(inference_hint(self.precision),
+                                       "THROUGHPUT" if self.mode == "throughput" else "LATENCY")
+        compiled = ov.Core().compile_model(str(path), self.device, config)
+        self.requests[tower] = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        return compiled
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self._run("image", pixel_values.detach().cpu().numpy().astype(np.float32))
-
-    def encode_texts(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        return self._run("text", input_ids.detach().cpu().numpy().astype(np.int64))
-
-    def _run(self, tower: str, array: np.ndarray) -> torch.Tensor:
-        compiled = self._compiled(tower)
+    def _run(self, tower: str, array: np.ndarray) -> np.ndarray:
+        compiled = self._tower(tower)
         jobs = self.requests[tower]
         if self.mode == "latency" or jobs <= 1 or len(array) < 2 * jobs:
-            return torch.from_numpy(compiled(array)[0].astype(np.float32))
-        return torch.from_numpy(self._run_async(compiled, array, jobs))
+            return compiled(array)[0]
+        return self._run_async(compiled, array, jobs)
 
     @staticmethod
     def _run_async(compiled, array: np.ndarray, jobs: int) -> np.ndarray:
@@ -139,5 +129,7 @@ def quantize_int8(graph, samples: Iterable[np.ndarray]):
     import nncf
 
     samples = list(samples)
-    return nncf.quantize(graph, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(samples), fast_bias_correction=True)
+    with quiet_nncf():
+        return nncf.quantize(graph, nncf.Dataset(samples),
+                             model_type=nncf.ModelType.TRANSFORMER, subset_size=len(samples),
+                             fast_bias_correction=True)

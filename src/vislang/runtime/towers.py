@@ -1,4 +1,5 @@
-"""The two towers of a CLIP/SigLIP checkpoint as stand-alone modules, for export.
+"""The two towers of a CLIP/SigLIP checkpoint as stand-alone modules, for export, and what the
+engines that run them exported share.
 
 Exported engines run one graph per tower with a dynamic batch (and, for text, a dynamic
 length), so the image side can be batched for throughput while a query runs alone.
@@ -7,10 +8,14 @@ length), so the image side can be batched for throughput while a query runs alon
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import os
+import threading
 import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -106,19 +111,130 @@ def tower(hf_model, name: str) -> torch.nn.Module:
     return (ImageTower if name == "image" else TextTower)(hf_model).eval()
 
 
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop the all-padding columns at the end of a zero-padded CLIP token batch.
+
+    CLIP's text tower is causal and reads the end token, so the columns after the longest text
+    cannot change any feature; cutting 77 columns to ~12 makes short prompts several times
+    cheaper to encode.
+    """
+    used = (tokens != 0).any(dim=0).nonzero()
+    return tokens[:, : int(used[-1]) + 1] if len(used) else tokens[:, :1]
+
+
+def as_array(tensor: torch.Tensor, dtype) -> np.ndarray:
+    """A tensor as the contiguous float32 or int64 array an exported graph takes."""
+    torch_type = torch.float32 if dtype == np.float32 else torch.int64
+    return np.ascontiguousarray(tensor.detach().cpu().to(torch_type).numpy())
+
+
+class ExportedClipEngine:
+    """What the OpenVINO and ONNX Runtime CLIP engines share: each tower exported (first time
+    only) and opened on its first use -- a text search never pays for the image tower, nor,
+    once exported, for loading the weights -- and torch tensors in and out.
+    Subclasses give ``_open(tower, path)`` and ``_run(tower, array) -> array``."""
+
+    def __init__(self, export: Callable[[Sequence[str]], dict[str, Path]], precision: str):
+        self._export = export  # tower names -> their files, exported if not cached
+        self.precision = precision
+        self.towers: dict[str, object] = {}
+
+    def _tower(self, name: str):
+        if name not in self.towers:
+            self.towers[name] = self._open(name, self._export([name])[name])
+        return self.towers[name]
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._encode("image", as_array(pixel_values, np.float32))
+
+    def encode_texts(self, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        return self._encode("text", as_array(input_ids, np.int64))
+
+    def _encode(self, tower: str, array: np.ndarray) -> torch.Tensor:
+        # fp16 and int8 graphs keep float32 outputs, but a copy is what a caller may keep:
+        # some runtimes hand out buffers they reuse on the next call.
+        return torch.from_numpy(self._run(tower, array).astype(np.float32))
+
+
+# -- keeping an export quiet, for this export alone -------------------------------------------
+# Tracing warns about every Python branch in transformers' code, ONNX Runtime's quantiser logs
+# advice on the root logger, and NNCF draws progress bars on stdout, where they would corrupt a
+# command's --json: none of it is actionable for a user exporting a supported model. What is
+# silenced is theirs only: a server thread printing or logging meanwhile is heard as before.
+EXPORTING_LIBRARIES = r"(torch|transformers|onnx|onnxruntime|onnxscript|openvino|nncf)(\.|$)"
+_lock = threading.Lock()
+_active: dict[str, tuple[int, Callable[[], None]]] = {}
+
+
 @contextlib.contextmanager
+def while_active(name: str, silence: Callable[[], Callable[[], None]]):
+    """``silence()`` makes a process-wide change and returns its undo. Overlapping blocks (two
+    threads exporting) share one change: made by the first, undone by the last, so one block
+    never restores what another still needs, nor leaves its change behind."""
+    with _lock:
+        count, undo = _active.get(name, (0, None))
+        _active[name] = (count + 1, undo if count else silence())
+    try:
+        yield
+    finally:
+        with _lock:
+            count, undo = _active.pop(name)
+            if count > 1:
+                _active[name] = (count - 1, undo)
+            else:
+                undo()
+
+
 def quiet_export():
-    """Tracing warns about every Python branch in transformers' code, and NNCF draws progress
-    bars (on stdout, where they would corrupt a command's --json): none of it is actionable
-    for a user exporting a supported model."""
-    loggers = [logging.getLogger(), logging.getLogger("nncf")]  # ORT's quantiser logs to root
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+    """Silence the libraries an export runs: their warnings, by category and module, and ONNX
+    Runtime's quantiser's records (it logs on the root logger, whose level stays as it is)."""
+    return while_active("export", _silence_export)
+
+
+def _silence_export() -> Callable[[], None]:
+    warnings_kept = warnings.catch_warnings()
+    warnings_kept.__enter__()
+    warnings.filterwarnings("ignore", module=EXPORTING_LIBRARIES)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    # torch.onnx.export's notice about its TorchScript exporter names its caller (this package)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"vislang\.runtime\.")
+    root = logging.getLogger()
+    root.addFilter(_drop_onnxruntime_quantiser)
+
+    def undo() -> None:
+        root.removeFilter(_drop_onnxruntime_quantiser)
+        warnings_kept.__exit__(None, None, None)
+
+    return undo
+
+
+def _drop_onnxruntime_quantiser(record: logging.LogRecord) -> bool:
+    """False for a record of ``onnxruntime.quantization`` (logged on the root logger)."""
+    return f"onnxruntime{os.sep}quantization{os.sep}" not in record.pathname
+
+
+def quiet_nncf():
+    """Silence NNCF (imported here, so that its logger is its own class before we touch it):
+    its logger writes INFO lines to stdout and does not propagate, and its progress bars draw
+    on rich's global console, which vislang's own output never uses (it has its own consoles).
+    NNCF offers no switch for the bars."""
+    import nncf  # noqa: F401
+
+    return while_active("nncf", _silence_nncf)
+
+
+def _silence_nncf() -> Callable[[], None]:
+    import rich
+
+    from nncf.common.logging.logger import nncf_logger
+
+    console = rich.get_console()
+    level, quiet = nncf_logger.level, console.quiet
+    nncf_logger.setLevel(logging.ERROR)
+    console.quiet = True
+
+    def undo() -> None:
+        nncf_logger.setLevel(level)
+        console.quiet = quiet
+
+    return undo
