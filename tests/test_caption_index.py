@@ -12,6 +12,7 @@ import pytest
 import vislang
 from conftest import run_cli
 from test_search import write_gallery
+from vislang.captioning import caption_index
 from vislang.datasets.shapes import objects_named
 from vislang.models.blip import load_blip
 from vislang.search import Filters, Index
@@ -54,7 +55,7 @@ def test_deleted_images_take_their_captions_with_them(tmp_path, model):
     write_gallery(root, 6, seed=818181)
     with Index.open(tmp_path / "idx", model) as index:
         index.update([root])
-        index.caption(load_blip("shapes-blip-caption"))
+        caption_index(index, load_blip("shapes-blip-caption"))
         assert index.store.caption_count() == 6
         os.unlink(root / "scene-0002.png")
         index.update()

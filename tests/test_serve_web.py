@@ -25,12 +25,13 @@ TIMEOUT = 60_000  # ms: generous, the machine may be busy; nothing here measures
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Gallery:
+    from vislang.captioning import caption_index
     from vislang.models.blip import load_blip
     from vislang.search import Index
 
     gallery = build(tmp_path_factory.mktemp("web"), n=45, seed=616161)  # two pages of 30
     with Index.open(gallery.index) as index:  # stored captions, shown under the thumbnails
-        index.caption(load_blip(CAPTION_MODEL))
+        caption_index(index, load_blip(CAPTION_MODEL))
     return gallery
 
 

@@ -20,20 +20,53 @@ caption is then about the part that fitted.
 from __future__ import annotations
 
 import os
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 
-from vislang.errors import InputError
+from vislang.errors import ImageLoadError, InputError
 from vislang.images import load_image
 from vislang.models.blip import CAPTION, VQA, BlipModel, load_blip
 from vislang.parallel import batched, ordered_map
+from vislang.progress import progress_bar
+from vislang.settings import settings
 
+if TYPE_CHECKING:
+    from vislang.search import Index
+
+# The defaults when VISLANG_CAPTION_MODEL / VISLANG_VQA_MODEL are unset; what runs is
+# settings().caption_model / settings().vqa_model.
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-base"
 ImageInput = str | os.PathLike | bytes | Image.Image
+
+
+@dataclass(frozen=True)
+class CaptionedBatch:
+    """One batch from ``caption_batches``: its readable items and their captions."""
+
+    items: list  # the items that were captioned, in input order
+    captions: list[str]  # one per item
+    failed: list[tuple[object, ImageLoadError]]  # (item, why) for each that could not be read
+
+
+@dataclass
+class CaptionSummary:
+    """What ``caption_index`` did."""
+
+    captioned: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"captioned": self.captioned,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+                "seconds": round(self.seconds, 3)}
 
 
 class TextTruncatedWarning(UserWarning):
@@ -45,16 +78,69 @@ def caption(images: ImageInput | Iterable[ImageInput], model: str | BlipModel | 
             batch_size: int = 8) -> list[str]:
     """One caption per image. ``prompt`` (e.g. ``"a picture of"``) starts every caption, as in
     BLIP's own examples, and is part of the returned text."""
-    blip = _model(model, DEFAULT_CAPTION_MODEL)
+    blip = _model(model, settings().caption_model)
+    images = [images] if isinstance(images, (str, os.PathLike, bytes, Image.Image)) else list(images)
+    out: list[str] = []
+    for batch in caption_batches(images, blip, prompt, beams, max_tokens, batch_size):
+        if batch.failed:
+            raise batch.failed[0][1]
+        out += batch.captions
+    return out
+
+
+def caption_batches(items: Iterable, blip: BlipModel, prompt: str | None = None, beams: int = 1,
+                    max_tokens: int = 20, batch_size: int = 8,
+                    source: Callable[[object], ImageInput] | None = None,
+                    progress: bool = False) -> Iterator[CaptionedBatch]:
+    """Caption ``items`` a batch at a time, yielding each batch's readable items, their
+    captions and the failures, so a caller can keep (store, commit) one batch before the next
+    runs. An unreadable image is a failure, never an exception.
+
+    ``source(item)`` is the image an item stands for (default: the item itself), e.g.
+    ``lambda item: item[1]`` for ``(content hash, path)`` items. Decoding runs in worker
+    threads, overlapped with the model.
+    """
     blip.require(CAPTION)
     check_settings(beams, max_tokens)
-    images = [images] if isinstance(images, (str, os.PathLike, bytes, Image.Image)) else list(images)
-    pixels = ordered_map(lambda src: blip.preprocess(load_for(blip, src)), images,
-                         ahead=2 * batch_size)
-    out: list[str] = []
-    for batch in batched(pixels, batch_size):
-        out += caption_pixels(blip, torch.stack(batch), prompt, beams, max_tokens)
-    return out
+    items = list(items)
+    image_of = source or (lambda item: item)
+
+    def load(item) -> tuple[object, torch.Tensor | None, ImageLoadError | None]:
+        try:
+            return item, blip.preprocess(load_for(blip, image_of(item))), None
+        except ImageLoadError as error:
+            return item, None, error
+
+    loaded = ordered_map(load, items, ahead=2 * batch_size)
+    with progress_bar(len(items), "captioning", enabled=progress and bool(items)) as advance:
+        for batch in batched(loaded, batch_size):
+            good = [(item, pixels) for item, pixels, _ in batch if pixels is not None]
+            captions = caption_pixels(blip, torch.stack([p for _, p in good]), prompt, beams,
+                                      max_tokens) if good else []
+            yield CaptionedBatch([item for item, _ in good], captions,
+                                 [(item, error) for item, _, error in batch if error])
+            advance(len(batch))
+
+
+def caption_index(index: Index, blip: BlipModel, prompt: str | None = None, beams: int = 1,
+                  max_tokens: int = 20, progress: bool = False,
+                  batch_size: int = 8) -> CaptionSummary:
+    """Caption every content of a search index that has no caption by ``blip`` (a loaded BLIP
+    captioning model) yet, a batch per commit: a killed run keeps what it finished."""
+    blip.require(CAPTION)
+    started = time.perf_counter()
+    summary = CaptionSummary()
+    with index.writing():
+        todo = index.store.hashes_to_caption(blip.model_key)  # (content hash, a path of it)
+        for batch in caption_batches(todo, blip, prompt, beams, max_tokens, batch_size,
+                                     source=lambda item: item[1], progress=progress):
+            index.store.put_captions(
+                blip.model_key, [(h, text) for (h, _), text in zip(batch.items, batch.captions)],
+                [(h, error.reason) for (h, _), error in batch.failed])
+            summary.captioned += len(batch.items)
+            summary.skipped += [(path, error.reason) for (_, path), error in batch.failed]
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 def caption_pixels(blip: BlipModel, pixel_values: torch.Tensor, prompt: str | None = None,
@@ -67,7 +153,7 @@ def caption_pixels(blip: BlipModel, pixel_values: torch.Tensor, prompt: str | No
 def ask(image: ImageInput, question: str, model: str | BlipModel | None = None, beams: int = 1,
         max_tokens: int = 10) -> str:
     """The answer to ``question`` about ``image``."""
-    blip = _model(model, DEFAULT_VQA_MODEL)
+    blip = _model(model, settings().vqa_model)
     blip.require(VQA)
     check_settings(beams, max_tokens)
     if not question or not question.strip():

@@ -13,33 +13,38 @@ The FAISS index is rebuilt from the store whenever the store has changed since i
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vislang.errors import ImageLoadError, IndexBusyError, InputError
+from vislang.errors import IndexBusyError, InputError
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
 from vislang.search import ann, keywords
 from vislang.search.query import Filters, Term, combine
 from vislang.search.scan import FileStat, read_content, walk
 from vislang.search.store import FileRow, ModelRow, Store
+from vislang.settings import settings
+
+if TYPE_CHECKING:  # vislang.runtime imports torch, which a search process may never need
+    from vislang.runtime import EngineSpec
 
 DB_NAME = "index.db"
+LOCK_NAME = "write.lock"
+HOLDER_NAME = "write.pid"  # the lock holder's pid, for the message a second writer gets
 BATCH = 32  # images per commit: a killed run loses at most this many embeddings
 
 
 def default_index_path() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(os.environ.get("VISLANG_INDEX") or Path(user_data_dir("vislang")) / "index")
+    return settings().index
 
 
 @dataclass(frozen=True)
@@ -72,25 +77,16 @@ class Summary:
                 "embed_seconds": round(self.embed_seconds, 3)}
 
 
-@dataclass
-class CaptionSummary:
-    captioned: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {"captioned": self.captioned,
-                "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-                "seconds": round(self.seconds, 3)}
-
-
 class Index:
     """Files, their vectors for one or more models, and search over them."""
 
     def __init__(self, folder: Path, model=None, backend: str = "auto", precision: str = "auto",
-                 exact_limit: int = ann.EXACT_LIMIT):
+                 exact_limit: int = ann.EXACT_LIMIT, engine: EngineSpec | None = None):
         self.folder = folder
         self.store = Store(folder / DB_NAME)
+        # ``engine`` wins over backend / precision; made into an EngineSpec only when a model
+        # loads (building one imports vislang.runtime, and with it torch).
+        self.engine = engine
         self.backend, self.precision, self.exact_limit = backend, precision, exact_limit
         model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a directory
         self._clip = model if not isinstance(model, (str, type(None))) else None
@@ -101,12 +97,13 @@ class Index:
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model=None, backend: str = "auto",
              precision: str = "auto", exact_limit: int = ann.EXACT_LIMIT,
-             create: bool = True) -> "Index":
+             create: bool = True, engine: EngineSpec | None = None) -> "Index":
         """Open the index in folder ``path`` (default: the per-user one), creating it if needed
         and ``create`` (readers of an index that must exist pass ``create=False``).
 
         ``model``: a name for ``vislang.load`` or a loaded ``ClipModel``; default: the model
-        the index was last updated with.
+        the index was last updated with. ``engine``: what to run a model loaded by name on
+        (default: ``backend`` / ``precision``, both ``auto``); its mode is chosen per use.
         """
         folder = Path(path).expanduser() if path is not None else default_index_path()
         if folder.exists() and not folder.is_dir():
@@ -116,7 +113,7 @@ class Index:
             raise InputError(f"no index at {folder}; build one first with vislang index DIR "
                              f"--index {folder}")
         folder.mkdir(parents=True, exist_ok=True)
-        return cls(folder, model, backend, precision, exact_limit)
+        return cls(folder, model, backend, precision, exact_limit, engine)
 
     def close(self) -> None:
         self.store.close()
@@ -136,9 +133,16 @@ class Index:
                                  "(--model NAME)")
             from vislang.models.clip import load
 
-            self._clip = load(self.model_name, backend=self.backend, precision=self.precision,
-                              mode=mode)
+            spec = dataclasses.replace(self._engine_spec(), mode=mode)
+            self._clip = load(self.model_name, backend=spec.backend, precision=spec.precision,
+                              mode=spec.mode, device=spec.device)
         return self._clip
+
+    def _engine_spec(self) -> EngineSpec:
+        """What a model loaded by name runs on: ``engine`` if given, else backend / precision."""
+        from vislang.runtime import EngineSpec
+
+        return self.engine or EngineSpec(self.backend, self.precision)
 
     def _model_row(self) -> ModelRow:
         """The vector set of this index's model, found without loading the model's weights."""
@@ -159,25 +163,32 @@ class Index:
 
     # -- writing -----------------------------------------------------------------------------
     @contextmanager
-    def _writing(self):
-        """One writer at a time; a second one fails at once with a clear message."""
-        lock_path = self.folder / "write.lock"
-        with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "another process"
-                raise IndexBusyError(f"the index at {self.folder} is being updated by "
-                                     f"{holder}; wait for it to finish and run again") from None
-            lock.seek(0)
-            lock.truncate()
-            lock.write(f"pid {os.getpid()}")
-            lock.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def writing(self) -> Iterator[None]:
+        """Hold the index's write lock: one writer at a time, and a second one fails at once
+        with ``IndexBusyError`` naming the holder. The operating system drops the lock when
+        its holder exits or is killed, so a crashed run never leaves the index locked."""
+        from filelock import FileLock, Timeout  # only writers need it
+
+        lock = FileLock(self.folder / LOCK_NAME, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise IndexBusyError(f"the index at {self.folder} is being updated by "
+                                 f"{self._lock_holder()}; wait for it to finish and run "
+                                 "again") from None
+        holder = self.folder / HOLDER_NAME
+        try:
+            holder.write_text(f"pid {os.getpid()}")
+            yield
+        finally:
+            holder.unlink(missing_ok=True)
+            lock.release()
+
+    def _lock_holder(self) -> str:
+        try:
+            return (self.folder / HOLDER_NAME).read_text().strip() or "another process"
+        except OSError:  # not written yet, or already gone
+            return "another process"
 
     def update(self, roots: Iterable[str | os.PathLike] | None = None, exclude: Sequence[str] = (),
                hidden: bool = False, progress: bool = False) -> Summary:
@@ -192,7 +203,7 @@ class Index:
             raise InputError(f"the index at {self.folder} has no folders yet; run vislang "
                              "index DIR")
         summary = Summary()
-        with self._writing():
+        with self.writing():
             self.store.add_roots(folders)
             found: dict[str, FileStat] = {}
             for folder in folders:
@@ -212,7 +223,7 @@ class Index:
         files = [p for p in paths if p not in folders]
         summary = self.update(folders, progress=progress) if folders else Summary()
         if files:
-            with self._writing():
+            with self.writing():
                 stats = {}
                 for path in files:
                     try:
@@ -230,50 +241,12 @@ class Index:
         """Forget files, or everything under a folder (which stops being a root). Files on disk
         are not touched. Returns how many index entries went."""
         paths = [_absolute(p) for p in paths]
-        with self._writing():
+        with self.writing():
             gone = list(self.store.files_under(paths))
             self.store.delete_files(gone)
             for path in paths:
                 self.store.remove_root(path)
         return len(gone)
-
-    def caption(self, blip, prompt: str | None = None, beams: int = 1, max_tokens: int = 20,
-                progress: bool = False, batch_size: int = 8) -> CaptionSummary:
-        """Caption every indexed content that has no caption by ``blip`` (a loaded BLIP
-        captioning model), a batch per commit: a killed run keeps what it finished."""
-        from vislang.captioning import caption_pixels, load_for
-
-        import torch
-
-        blip.require("caption")
-        started = time.perf_counter()
-        summary = CaptionSummary()
-        with self._writing():
-            todo = self.store.hashes_to_caption(blip.model_key)
-
-            def prepare(item):
-                content_hash, path = item
-                try:
-                    return content_hash, path, blip.preprocess(load_for(blip, path)), None
-                except ImageLoadError as error:
-                    return content_hash, path, None, error.reason
-
-            with progress_bar(len(todo), "captioning", enabled=progress and len(todo) > 0) \
-                    as advance:
-                for batch in batched(ordered_map(prepare, todo, ahead=2 * batch_size),
-                                     batch_size):
-                    good = [(h, px) for h, _, px, _ in batch if px is not None]
-                    texts = caption_pixels(blip, torch.stack([px for _, px in good]), prompt,
-                                           beams, max_tokens) if good else []
-                    failed = [(h, p, err) for h, p, _, err in batch if err]
-                    self.store.put_captions(blip.model_key,
-                                            [(h, t) for (h, _), t in zip(good, texts)],
-                                            [(h, err) for h, _, err in failed])
-                    summary.captioned += len(good)
-                    summary.skipped += [(p, err) for _, p, err in failed]
-                    advance(len(batch))
-        summary.seconds = time.perf_counter() - started
-        return summary
 
     def _sync_files(self, found: dict[str, FileStat], known: dict[str, FileRow],
                     summary: Summary, progress: bool, forget_missing: bool = True) -> None:
@@ -315,7 +288,7 @@ class Index:
         self.store.set_meta("model", self.model_name)
         todo = self.store.hashes_to_embed(row.id)
         if todo:
-            _load_weights(clip)
+            clip.prepare()
         summary.load_seconds += time.perf_counter() - started
         started = time.perf_counter()
         summary.embedded += self._embed(clip, row, todo, progress)
@@ -325,28 +298,13 @@ class Index:
         """Embed ``todo`` (content hash, path) with ``clip``; returns how many it could."""
         if not todo:
             return 0
-        import torch
-
-        def prepare(item):
-            content_hash, path = item
-            try:
-                return content_hash, clip._load_and_preprocess(path), None
-            except ImageLoadError as error:
-                return content_hash, None, error.reason
-
         done = 0
-        with progress_bar(len(todo), "embedding", enabled=progress) as advance:
-            with torch.inference_mode():
-                for batch in batched(ordered_map(prepare, todo, ahead=2 * BATCH), BATCH):
-                    good = [(h, px) for h, px, _ in batch if px is not None]
-                    vectors = np.zeros((0, clip.embed_dim), np.float32)
-                    if good:
-                        features = clip.encode_image(torch.stack([px for _, px in good]))
-                        vectors = torch.nn.functional.normalize(features, dim=-1).numpy()
-                    self.store.put_vectors(row.id, [h for h, _ in good], vectors,
-                                           [(h, err) for h, _, err in batch if err])
-                    done += len(good)
-                    advance(len(batch))
+        for batch in clip.embed_batches(todo, BATCH, source=lambda item: item[1],
+                                        progress=progress):
+            # one commit per batch: a killed run loses at most this batch
+            self.store.put_vectors(row.id, [h for h, _ in batch.items], batch.vectors,
+                                   [(h, error.reason) for (h, _), error in batch.failed])
+            done += len(batch.items)
         return done
 
     def _needs_model(self) -> bool:
@@ -494,16 +452,6 @@ class Index:
                             "vectors": self.store.vector_count(m.id)}
                            for m in self.store.models()],
                 "bytes_on_disk": size}
-
-
-def _load_weights(clip) -> None:
-    """Run the image tower once on a blank image: its weights load, and an engine exports or
-    compiles, on first use, and that time belongs to loading the model, not to embedding."""
-    import torch
-    from PIL import Image
-
-    with torch.inference_mode():
-        clip.encode_image(clip.preprocess(Image.new("RGB", (64, 64)))[None])
 
 
 def _check_threshold(threshold: float | None, lowest: float) -> None:
