@@ -1,4 +1,5 @@
-"""Model names people type, and where each one lives. Plain data plus a lookup."""
+"""Model names people type, and where each one lives on disk. Plain data plus lookups; the
+hub (``vislang.models.hub``) builds on this, never the other way round."""
 
 from __future__ import annotations
 
@@ -40,10 +41,24 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files("vislang") / "assets" / "models" / SHIPPED[name]))
 
 
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The newest snapshot of ``repo_id`` in the hub cache with loadable weights, or None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        return None
+    return path if has_weights(path) else None
+
+
+def has_weights(path: Path) -> bool:
+    return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+
+
 def available_models() -> list[ModelInfo]:
     """The names ``vislang.load`` knows, shipped models first, and whether each is on disk."""
-    from vislang.models.hub import cached_snapshot
-
     shipped = [ModelInfo(n, "vislang package", shipped_path(n).is_dir()) for n in SHIPPED]
     hub = [ModelInfo(n, repo, cached_snapshot(repo) is not None) for n, repo in ALIASES.items()]
     return shipped + hub
