@@ -134,8 +134,7 @@ class Index:
             from vislang.models.clip import load
 
             spec = dataclasses.replace(self._engine_spec(), mode=mode)
-            self._clip = load(self.model_name, backend=spec.backend, precision=spec.precision,
-                              mode=spec.mode, device=spec.device)
+            self._clip = load(self.model_name, engine=spec)
         return self._clip
 
     def _engine_spec(self) -> EngineSpec:
