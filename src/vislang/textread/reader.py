@@ -3,8 +3,8 @@
 Per batch of images: decoding runs in worker threads ahead of the models; each image is
 scaled once to the working size (its long side at most ``max_side``, as RapidOCR does) and
 that one BGR array serves the detector and the line crops; then the lines of the whole batch
-go through the classifier and the recogniser in shared batches. Images the detector's probe
-finds empty cost one small detector run and nothing else.
+go through the classifier and the recogniser in shared batches. An image where none of the
+probe's candidate lines reads as text costs one small detector run and a few line reads.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
 from vislang.textread.detect import PROBE_SIDE, Detector
 from vislang.textread.models import load_models
-from vislang.textread.recognize import Recognizer, crop_lines
+from vislang.textread.recognize import LineText, Recognizer, crop_lines
 from vislang.textread.results import OcrLine, OcrResult
 
 MAX_SIDE = 2000  # RapidOCR's Global.max_side_len: larger images are read at this size
 MIN_CONFIDENCE = 0.5  # RapidOCR's Global.text_score: less sure lines are mostly noise
+SINGLE_CHAR_CONFIDENCE = 0.9
 
 
 @dataclass
@@ -123,19 +124,35 @@ class TextReader:
         return Page(_label(source), bgr, scale, (width, height))
 
     def _read_pages(self, pages: list[Page]) -> list[OcrResult]:
-        found = [self.detect(page.pixels) for page in pages]
-        crops = [crop_lines(page.pixels, det.boxes) for page, det in zip(pages, found)]
-        texts = iter(self.recognize([c for per_page in crops for c in per_page], self.orient))
-        results = []
-        for page, det in zip(pages, found):
-            lines = []
-            for box, line in zip(det.boxes, texts):
-                if line.text.strip() and line.confidence >= self.min_confidence:
-                    corners = tuple((float(x * page.scale[0]), float(y * page.scale[1]))
-                                    for x, y in box)
-                    lines.append(OcrLine(line.text, line.confidence, corners))
-            results.append(OcrResult(page.label, lines, size=page.size))
-        return results
+        # Pages big enough for a probe are read at the probe's boxes first: only those where
+        # a candidate reads as text pay for the full-resolution detection.
+        probed = [i for i, page in enumerate(pages) if self.detect.wants_probe(page.pixels)]
+        candidates = self._lines(pages, probed, self.detect.probe)
+        full = [i for i in range(len(pages)) if i not in probed or candidates[probed.index(i)]]
+        found = dict(zip(full, self._lines(pages, full, self.detect.full)))
+        return [OcrResult(page.label, found.get(i, []), size=page.size)
+                for i, page in enumerate(pages)]
+
+    def _lines(self, pages: list[Page], which: list[int], detect) -> list[list[OcrLine]]:
+        """The lines ``detect`` finds on each of ``pages[which]``, read in one batch."""
+        boxes = [detect(pages[i].pixels).boxes for i in which]
+        crops = [c for i, b in zip(which, boxes) for c in crop_lines(pages[i].pixels, b)]
+        texts = iter(self.recognize(crops, self.orient))
+        return [[line for box, text in zip(page_boxes, texts)
+                 if (line := self._line(pages[i], box, text))]
+                for i, page_boxes in zip(which, boxes)]
+
+    def _line(self, page: Page, box: np.ndarray, read: LineText) -> OcrLine | None:
+        """The line in original pixels, or None when it is too unsure to be text."""
+        text = read.text.strip()
+        # A lone glyph read with middling confidence is mostly a shape (a circle as "O", a
+        # square as a block): real single characters read with more.
+        needed = SINGLE_CHAR_CONFIDENCE if len(text) == 1 else self.min_confidence
+        if not text or read.confidence < max(needed, self.min_confidence):
+            return None
+        sx, sy = page.scale
+        corners = tuple((float(x * sx), float(y * sy)) for x, y in box)
+        return OcrLine(read.text, read.confidence, corners)
 
 
 def _label(source: ImageSource) -> str:
