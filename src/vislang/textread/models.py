@@ -50,7 +50,7 @@ class OcrModels:
     detector: object
     recognizer: object
     classifier: object
-    characters: list[str]
+    characters: tuple[str, ...]  # the recogniser's alphabet, from its ONNX metadata
 
 
 def load_models(threads: int | None = None) -> OcrModels:
@@ -71,7 +71,7 @@ def _load(threads: int) -> OcrModels:
             f"pip install --force-reinstall 'rapidocr>=3.10'")
     detector, recognizer, classifier = (_session(p, threads) for p in paths)
     meta = recognizer.get_modelmeta().custom_metadata_map
-    return OcrModels(detector, recognizer, classifier, meta["character"].splitlines())
+    return OcrModels(detector, recognizer, classifier, tuple(meta["character"].splitlines()))
 
 
 def _session(path: Path, threads: int):

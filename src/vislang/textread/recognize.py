@@ -38,13 +38,15 @@ def crop_lines(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
 
 
 class Recognizer:
-    def __init__(self, recognizer, classifier, characters: list[str]):
+    def __init__(self, recognizer, classifier, characters: tuple[str, ...]):
         from rapidocr.ch_ppocr_rec.utils import CTCLabelDecode
 
         self.rec, self.cls = recognizer, classifier
         self.rec_input = recognizer.get_inputs()[0].name
         self.cls_input = classifier.get_inputs()[0].name
-        self.decode = CTCLabelDecode(character=characters)
+        # A copy: CTCLabelDecode inserts its blank and space into the list it is given, and
+        # the list is shared by every reader (a second reader would decode shifted by one).
+        self.decode = CTCLabelDecode(character=list(characters))
 
     def __call__(self, crops: list[np.ndarray], orient: bool = True) -> list[LineText]:
         """The text of each crop (BGR uint8), in order."""
