@@ -285,28 +285,34 @@ def export(model, backend: str, precision: str, out_dir: str | os.PathLike,
     (VQA) and decoder without and with past. ``calibration`` images tune int8 (default:
     generated shapes scenes). The model's weights are read as loaded: load it with the
     reference engine (``REFERENCE``). Returns each graph's file."""
-    from vislang.runtime import calibration as inputs
-
     check_export(backend, precision, model.family)
-    out_dir = Path(out_dir)
-    weights = lambda: model.hf_model  # noqa: E731
-    if model.family == "blip":
-        pixels = functools.partial(inputs.blip_pixels, model, calibration)
-        if backend == "openvino":
-            from vislang.runtime.openvino_blip import export_blip
+    write = _export_blip if model.family == "blip" else _export_clip
+    return write(model, backend, precision, Path(out_dir), calibration)
 
-            paths = export_blip(weights, model.model_key, model.task, precision, pixels, out_dir)
-        else:
-            from vislang.runtime.onnx_blip import export_onnx_blip
 
-            paths = export_onnx_blip(weights, model.model_key, model.task, precision, out_dir)
-    elif backend == "openvino":
-        from vislang.runtime.openvino_engine import export_towers
+def _export_clip(model, backend: str, precision: str, out_dir: Path, images) -> dict[str, Path]:
+    from vislang.runtime.calibration import clip_inputs
 
-        paths = export_towers(weights, model.config, model.model_key, precision,
-                              functools.partial(inputs.clip_inputs, model, calibration), out_dir)
-    else:
+    if backend == "onnx":  # dynamic int8: no calibration
         from vislang.runtime.onnx_engine import export_towers
 
-        paths = export_towers(weights, model.config, model.model_key, precision, out_dir=out_dir)
-    return paths
+        return export_towers(lambda: model.hf_model, model.config, model.model_key, precision,
+                             out_dir=out_dir)
+    from vislang.runtime.openvino_engine import export_towers
+
+    return export_towers(lambda: model.hf_model, model.config, model.model_key, precision,
+                         functools.partial(clip_inputs, model, images), out_dir)
+
+
+def _export_blip(model, backend: str, precision: str, out_dir: Path, images) -> dict[str, Path]:
+    from vislang.runtime.calibration import blip_pixels
+
+    if backend == "onnx":
+        from vislang.runtime.onnx_blip import export_onnx_blip
+
+        return export_onnx_blip(lambda: model.hf_model, model.model_key, model.task, precision,
+                                out_dir)
+    from vislang.runtime.openvino_blip import export_blip
+
+    return export_blip(lambda: model.hf_model, model.model_key, model.task, precision,
+                       functools.partial(blip_pixels, model, images), out_dir)
