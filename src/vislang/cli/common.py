@@ -58,13 +58,10 @@ def load_model(name: str, spec: EngineSpec, quiet: bool = False):
     """Load a model for a command; a first use of an engine exports and compiles it."""
     from vislang.models.clip import load
 
-    def load_it():
-        return load(name, backend=spec.backend, precision=spec.precision, mode=spec.mode)
-
     if quiet:
-        return load_it()
+        return load(name, engine=spec)
     with stderr.status(f"loading {name} ({spec.backend}/{spec.precision})..."):
-        model = load_it()
+        model = load(name, engine=spec)
     # A note for the person watching; scripts read stderr for the one error line only.
     if stderr.is_terminal:
         stderr.print(f"model {model.model_key}, engine {model.backend}", highlight=False)
@@ -76,4 +73,4 @@ def load_blip_model(name: str, spec: EngineSpec):
     and exported graphs compile, on first use or ``prepare()``)."""
     from vislang.models.blip import load_blip
 
-    return load_blip(name, backend=spec.backend, precision=spec.precision, device=spec.device)
+    return load_blip(name, engine=spec)

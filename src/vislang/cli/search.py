@@ -32,8 +32,7 @@ def _open(index: Path | None, model: str | None, spec, create: bool = False):
     """Readers never create: a mistyped --index fails instead of leaving an empty index."""
     from vislang.search import Index
 
-    return Index.open(index, model, backend=spec.backend, precision=spec.precision,
-                      create=create)
+    return Index.open(index, model, create=create, engine=spec)
 
 
 def index(

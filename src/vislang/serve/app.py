@@ -104,8 +104,7 @@ class State:
 def _open_index(index, model, engine: EngineSpec) -> Index:
     if isinstance(index, Index):
         return index
-    return Index.open(index, model, backend=engine.backend, precision=engine.precision,
-                      create=False)
+    return Index.open(index, model, create=False, engine=engine)
 
 
 def _thumbnail_dir() -> Path:

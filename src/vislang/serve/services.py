@@ -64,9 +64,7 @@ class Services:
             if name not in self._blips:
                 from vislang.models.blip import load_blip
 
-                self._blips[name] = load_blip(name, backend=self.engine.backend,
-                                              precision=self.engine.precision,
-                                              device=self.engine.device)
+                self._blips[name] = load_blip(name, engine=self.engine)
             return self._blips[name]
 
     def roots(self) -> list[str]:
