@@ -88,6 +88,8 @@ def _route_log(level: str) -> None:
         handler.setFormatter(logging.Formatter("vislang: %(message)s"))
         handler.vislang = True
         log.addHandler(handler)
+        # uvicorn (and others) configure the root logger: without this each line shows twice
+        log.propagate = False
 
 
 logging.getLogger(LOGGER).addHandler(logging.NullHandler())  # silent unless asked
