@@ -167,7 +167,7 @@ _active: dict[str, tuple[int, Callable[[], None]]] = {}
 
 
 @contextlib.contextmanager
-def while_active(name: str, silence: Callable[[], Callable[[], None]]):
+def _while_active(name: str, silence: Callable[[], Callable[[], None]]):
     """``silence()`` makes a process-wide change and returns its undo. Overlapping blocks (two
     threads exporting) share one change: made by the first, undone by the last, so one block
     never restores what another still needs, nor leaves its change behind."""
@@ -188,7 +188,7 @@ def while_active(name: str, silence: Callable[[], Callable[[], None]]):
 def quiet_export():
     """Silence the libraries an export runs: their warnings, by category and module, and ONNX
     Runtime's quantiser's records (it logs on the root logger, whose level stays as it is)."""
-    return while_active("export", _silence_export)
+    return _while_active("export", _silence_export)
 
 
 def _silence_export() -> Callable[[], None]:
@@ -220,7 +220,7 @@ def quiet_nncf():
     NNCF offers no switch for the bars."""
     import nncf  # noqa: F401
 
-    return while_active("nncf", _silence_nncf)
+    return _while_active("nncf", _silence_nncf)
 
 
 def _silence_nncf() -> Callable[[], None]:
