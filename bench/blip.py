@@ -141,10 +141,10 @@ class Baseline:
 
 def engines() -> list[str]:
     """Every BLIP engine/precision this machine runs: exported engines first, then torch."""
-    from vislang.models.blip import EXPORTED_PRECISIONS
+    from vislang.runtime import BLIP_PRECISIONS
     from vislang.runtime import installed, supported_precisions
 
-    found = [f"{b}/{p}" for b, allowed in EXPORTED_PRECISIONS.items() if installed(b)
+    found = [f"{b}/{p}" for b, allowed in BLIP_PRECISIONS.items() if installed(b)
              for p in supported_precisions(b) if p in allowed]
     return found + [f"torch/{p}" for p in supported_precisions("torch")]
 
