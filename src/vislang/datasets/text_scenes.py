@@ -222,7 +222,8 @@ def _rotated_corners(ink, mask_size, angle, rotated_size, offset) -> tuple:
         dx, dy = px - cx, py - cy
         # y grows downwards, so counter-clockwise on screen is this sign pattern
         rx, ry = dx * cos + dy * sin, -dx * sin + dy * cos
-        corners.append((round(float(rx + nx + offset[0]), 1), round(float(ry + ny + offset[1]), 1)))
+        x, y = float(rx + nx + offset[0]), float(ry + ny + offset[1])
+        corners.append((round(x, 1), round(y, 1)))
     return tuple(corners)
 
 
