@@ -38,6 +38,8 @@ _LAZY = {
     "caption": "vislang.captioning",
     "ask": "vislang.captioning",
     "load_blip": "vislang.models.blip",
+    "ocr": "vislang.textread",
+    "textread": "vislang.textread",
 }
 
 __all__ = [
