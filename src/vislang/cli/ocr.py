@@ -10,12 +10,17 @@ from vislang.cli.common import JsonOption, print_json, stdout
 
 
 def ocr(
-    images: list[Path] = typer.Argument(..., help="Image files to read the text of."),
+    images: list[Path] = typer.Argument(None, help="Image files to read the text of (with "
+                                        "--index: the index folder, default: the one vislang "
+                                        "search uses)."),
     min_confidence: float = typer.Option(0.5, "--min-confidence", help="Leave out lines "
                                          "read with less confidence than this (0..1)."),
     max_side: int = typer.Option(2000, "--max-side", help="Read larger images scaled down "
                                  "to this many pixels on their long side."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images read together."),
+    index: bool = typer.Option(False, "--index", help="Read the text of every image of a "
+                               "search index not read yet and store it: vislang search then "
+                               "matches its words, and --text filters by it."),
     json_out: bool = JsonOption,
 ) -> None:
     """Read the text in images: each line with its confidence and box (4 corners, pixels).
@@ -31,6 +36,14 @@ def ocr(
     if max_side < 32 or batch_size < 1:
         raise InputError("--max-side must be at least 32 and --batch-size at least 1")
     reader = TextReader(max_side=max_side, min_confidence=min_confidence)
+    if index:
+        if len(images or []) > 1:
+            raise InputError("--index takes one index folder, not image files; read files "
+                             "without --index")
+        return _read_index(images[0] if images else None, reader, batch_size, json_out)
+    if not images:
+        raise InputError("no images given: vislang ocr IMAGE... (or --index to read the text "
+                         "of a search index)")
     results = reader.read(images, batch_size, progress=not json_out and len(images) > 1)
     if json_out:
         return print_json([r.as_dict() for r in results])
@@ -39,6 +52,19 @@ def ocr(
     skipped = sum(1 for r in results if r.skipped)
     if skipped:
         stdout.print(f"{len(results) - skipped} read, {skipped} skipped", highlight=False)
+
+
+def _read_index(path: Path | None, reader, batch_size: int, json_out: bool) -> None:
+    from vislang.cli.search import print_ocr_summary
+    from vislang.search import Index
+    from vislang.textread.index import ocr_index
+
+    with Index.open(path, create=False) as idx:
+        summary = ocr_index(idx, reader, progress=not json_out, batch_size=batch_size)
+        total = idx.store.ocr_count()
+    if json_out:
+        return print_json({**summary.as_dict(), "texts": total})
+    print_ocr_summary(summary)
 
 
 def _show(result) -> None:

@@ -43,6 +43,9 @@ def index(
     exclude: list[str] = typer.Option([], "--exclude", "-x", help="Skip names or relative "
                                       "paths matching this glob (repeatable), e.g. 'raw/*'."),
     hidden: bool = typer.Option(False, "--hidden", help="Also index hidden files and folders."),
+    ocr: bool = typer.Option(False, "--ocr", help="Also read the text in every image not read "
+                             "yet (an unchanged image is never read again), so vislang search "
+                             "matches it; needs the OCR extra: pip install 'vislang[ocr]'."),
     status: bool = typer.Option(False, "--status", help="Show what the index holds; index "
                                 "nothing."),
     backend: str = BackendOption,
@@ -63,9 +66,17 @@ def index(
             return _print_status(idx.stats(), json_out)
         if idx.model_name is None:
             idx.model_name = settings().model
+        if ocr:  # fail before the embedding work when the OCR extra is missing
+            from vislang.textread import default_reader
+
+            reader = default_reader()
         summary = idx.update(folders or None, exclude, hidden, progress=not json_out)
+        if ocr:
+            from vislang.textread.index import ocr_index
+
+            read = ocr_index(idx, reader, progress=not json_out)
     if json_out:
-        return print_json(summary.as_dict())
+        return print_json({**summary.as_dict(), **({"ocr": read.as_dict()} if ocr else {})})
     stdout.print(f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
                  f"removed {summary.removed}, unchanged {summary.unchanged}, "
                  f"skipped {len(summary.skipped)}; "
@@ -76,6 +87,17 @@ def index(
         stdout.print(f"  skipped {path}: {reason}", highlight=False)
     if len(summary.skipped) > SKIPPED_SHOWN:
         stdout.print(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more (--json lists all)")
+    if ocr:
+        print_ocr_summary(read)
+
+
+def print_ocr_summary(read) -> None:
+    """The human summary of reading an index's text (vislang index --ocr, ocr --index)."""
+    stdout.print(f"read text in {read.read} images in {read.seconds:.1f} s ({read.with_text} "
+                 f"with text, {read.lines} lines), {read.unchanged} read before, skipped "
+                 f"{len(read.skipped)}", highlight=False)
+    for path, reason in read.skipped[:SKIPPED_SHOWN]:
+        stdout.print(f"  skipped {path}: {reason}", highlight=False, markup=False)
 
 
 def _print_status(stats: dict, json_out: bool) -> None:
@@ -104,6 +126,8 @@ def search(
     since: str = typer.Option(None, "--since", help="Taken on or after: YYYY[-MM[-DD]] (EXIF "
                               "date where present, else file time)."),
     until: str = typer.Option(None, "--until", help="Taken up to the end of: YYYY[-MM[-DD]]."),
+    text: str = typer.Option(None, "--text", help="Only images whose text (read by vislang "
+                             "index --ocr) contains this phrase, ignoring case."),
     threshold: float = typer.Option(None, "--threshold", min=-1.0, max=1.0,
                                     help="Drop results scoring below this cosine similarity "
                                     "(-1..1)."),
@@ -133,22 +157,25 @@ def search(
                       until=parse_date(until, end=True) if until else None)
     with _open(index_path, model, spec) as idx:
         results = idx.search(text=query, image=image, k=top, add=add, sub=sub, filters=filters,
-                             threshold=threshold)
+                             threshold=threshold, text_filter=text)
     if json_out:
-        return print_json([{"path": r.path, "score": round(r.score, 6), "caption": r.caption}
-                           for r in results])
+        return print_json([{"path": r.path, "score": round(r.score, 6), "caption": r.caption,
+                            **({"ocr": r.ocr} if r.ocr else {})} for r in results])
     if paths_only or null:
         return _print_paths([r.path for r in results], b"\0" if null else b"\n")
     if not results:
         stdout.print("no results" + (" above the threshold" if threshold is not None else ""))
         return
     captioned = any(r.caption for r in results)
-    table = Table("rank", "score", "taken", "path", *(["caption"] if captioned else []))
+    read = any(r.ocr for r in results)
+    table = Table("rank", "score", "taken", "path", *(["caption"] if captioned else []),
+                  *(["text matched"] if read else []))
     table.columns[3].overflow = "fold"
     for rank, r in enumerate(results, 1):
         taken = datetime.fromtimestamp(r.taken).strftime("%Y-%m-%d")
         table.add_row(str(rank), f"{r.score:.3f}", taken, _display(r.path),
-                      *([r.caption or ""] if captioned else []))
+                      *([r.caption or ""] if captioned else []),
+                      *([" / ".join(line["text"] for line in r.ocr or [])] if read else []))
     stdout.print(table)
 
 

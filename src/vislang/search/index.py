@@ -31,7 +31,7 @@ from vislang.progress import progress_bar
 from vislang.search import ann, keywords
 from vislang.search.query import Filters, Term, combine
 from vislang.search.scan import FileStat, read_content, walk
-from vislang.search.store import FileRow, ModelRow, Store
+from vislang.search.store import FileRow, ModelRow, Store, fold
 from vislang.settings import settings
 
 if TYPE_CHECKING:  # vislang.runtime imports torch, which a search process may never need
@@ -53,6 +53,10 @@ class Result:
     score: float
     taken: float
     caption: str | None = None  # stored by vislang caption --index
+    # The lines of text read in the image (vislang index --ocr) that the query's words or the
+    # text filter matched: {"text", "box": 4 corners in image pixels, "words": [{"text",
+    # "box"}]}, the words' boxes cut from the line's by character position. None: no match.
+    ocr: list[dict] | None = None
 
 
 @dataclass
@@ -325,12 +329,19 @@ class Index:
     def search(self, text: str | None = None, image=None, k: int = 10,
                add: Sequence[Term | str] = (), sub: Sequence[Term | str] = (),
                filters: Filters | None = None, threshold: float | None = None,
-               caption_weight: float = keywords.CAPTION_WEIGHT) -> list[Result]:
+               caption_weight: float = keywords.CAPTION_WEIGHT,
+               text_weight: float = keywords.TEXT_WEIGHT,
+               text_filter: str | None = None) -> list[Result]:
         """Best ``k`` files for a text and/or image query, plus weighted terms to add or
         subtract (rclip style), within ``filters``. Scores are cosine similarities, raised
-        for images whose stored caption holds ``text``'s words, by ``caption_weight`` times the
-        share of words held times the query's score spread (``vislang.search.keywords``; 0
-        turns captions off)."""
+        for images whose stored caption or read text (OCR) holds ``text``'s words: per word,
+        ``text_weight`` when the read text holds it, else ``caption_weight`` when the caption
+        does, summed, over the number of words, times the query's score spread (the rule in
+        ``vislang.search.keywords``; a weight of 0 turns that source off).
+
+        ``text_filter``: only images whose read text contains this phrase (case and line
+        breaks aside). Results carry the read lines the query's words or the phrase matched.
+        """
         terms = ([Term(text)] if text else []) + ([Term(image, is_image=True)] if image else [])
         terms += [Term.parse(t) if isinstance(t, str) else t for t in add]
         terms += [(Term.parse(t) if isinstance(t, str) else t).negated() for t in sub]
@@ -347,6 +358,14 @@ class Index:
             allowed = self.store.vector_ids_where(row, where, params)
             if len(allowed) == 0:
                 return []
+        phrase = fold(text_filter)
+        if text_filter is not None:
+            if not phrase:
+                raise InputError("the text filter is empty; give the words to look for")
+            having = self.store.vector_ids_with_phrase(row, phrase)
+            allowed = having if allowed is None else np.intersect1d(allowed, having)
+            if len(allowed) == 0:
+                return []
         index = self._ann_for(row)
 
         def best_among(ids: np.ndarray | None, n: int = k) -> dict[int, float]:
@@ -354,21 +373,52 @@ class Index:
             return {int(i): float(s) for i, s in zip(found[0], scores[0]) if i >= 0}
 
         words = keywords.query_words(text or "")
-        blending = bool(words and caption_weight and self.store.has_captions())
+        read_text = bool(text_weight) and self.store.has_ocr()
+        blending = bool(words) and bool(caption_weight and self.store.has_captions()
+                                        or read_text)
         hits = best_among(allowed, max(k, keywords.SPREAD_RANK) if blending else k)
         if blending:
+            more = [(text_weight, lambda w: self.store.vector_ids_with_ocr_word(row, w))] \
+                if read_text else []
             hits = keywords.blend(hits, words, caption_weight,
                                   lambda w: self.store.vector_ids_with_caption_word(row, w),
-                                  best_among, allowed)
+                                  best_among, allowed, more)
         ranked = sorted(hits.items(), key=lambda h: -h[1])[:k]
         # Copies share one vector: each hit may be several files (those the filters allow).
         files = self.store.files_of_vectors(row, [i for i, _ in ranked], where, params)
-        captions = self.store.captions_of({f.hash for fs in files.values() for f in fs})
-        results = [Result(f.path, score, f.taken, captions.get(f.hash))
+        hashes = {f.hash for fs in files.values() for f in fs}
+        captions = self.store.captions_of(hashes)
+        matched = self._matched_lines(hashes, words if read_text else [], phrase)
+        results = [Result(f.path, score, f.taken, captions.get(f.hash), matched.get(f.hash))
                    for i, score in ranked for f in files.get(i, [])]
         if threshold is not None:
             results = [r for r in results if r.score >= threshold]
         return results[:k]
+
+    def _matched_lines(self, hashes: set[str], words: list[str],
+                       phrase: str) -> dict[str, list[dict]]:
+        """hash -> the read lines holding a query word or (part of) the phrase."""
+        if not (words or phrase) or not hashes:
+            return {}
+        marked = self.store.ocr_word_marks(hashes, words)
+        stored = self.store.ocr_lines_of(set(marked) | (hashes if phrase else set()))
+        out = {}
+        for content, lines in stored.items():
+            marks = marked.get(content, "").split("\n")
+            found = []
+            for number, line in enumerate(lines):
+                spans = _spans(marks[number]) if number < len(marks) else []
+                if phrase:
+                    spans += _phrase_spans(line["text"], phrase)
+                if spans:
+                    found.append({"text": line["text"], "box": line["box"],
+                                  "words": [{"text": line["text"][a:b],
+                                             "box": _part_of_box(line["box"], a, b,
+                                                                 len(line["text"]))}
+                                            for a, b in sorted(set(spans))]})
+            if found:
+                out[content] = found
+        return out
 
     def _vector_of(self, term: Term) -> np.ndarray:
         """A term's unit vector: stored for an indexed image, else computed by the model."""
@@ -459,6 +509,51 @@ def _check_threshold(threshold: float | None, lowest: float) -> None:
     if threshold is not None and not lowest <= threshold <= 1.0:
         raise InputError(f"threshold must be between {lowest:g} and 1 (a cosine similarity), "
                          f"not {threshold}")
+
+
+def _spans(marked: str) -> list[tuple[int, int]]:
+    """(start, end) in the unmarked text of each \x02...\x03 span FTS5's highlight() made."""
+    spans, plain, start = [], 0, None
+    for char in marked:
+        if char == "\x02":
+            start = plain
+        elif char == "\x03":
+            if start is not None:
+                spans.append((start, plain))
+            start = None
+        else:
+            plain += 1
+    return spans
+
+
+def _phrase_spans(line: str, phrase: str) -> list[tuple[int, int]]:
+    """Where a line holds the folded phrase, or, for a phrase that runs over several lines,
+    the whole line when it is part of the phrase."""
+    folded = fold(line)
+    if not folded:
+        return []
+    if phrase in folded:
+        # map the folded position back: positions agree when folding keeps the length
+        if len(line) == len(folded) and line.casefold() == folded:
+            at = folded.index(phrase)
+            return [(at, at + len(phrase))]
+        return [(0, len(line))]
+    return [(0, len(line))] if folded in phrase else []
+
+
+def _part_of_box(box: list, start: int, end: int, length: int) -> list[list[float]]:
+    """The part of a line's 4-corner box (top-left, top-right, bottom-right, bottom-left)
+    holding characters start..end, by their share of the line (exact for monospace text)."""
+    if length <= 0 or (start, end) == (0, length):
+        return box
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = box
+    a, b = start / length, end / length
+
+    def along(p, q, t):
+        return [round(p[0] + (q[0] - p[0]) * t, 1), round(p[1] + (q[1] - p[1]) * t, 1)]
+
+    top, bottom = ((x0, y0), (x1, y1)), ((x3, y3), (x2, y2))
+    return [along(*top, a), along(*top, b), along(*bottom, b), along(*bottom, a)]
 
 
 def _absolute(path: str | os.PathLike) -> str:

@@ -1,12 +1,24 @@
-"""Caption words in search: an image whose caption contains the query's words ranks higher.
+"""Words in search: an image whose caption or printed text holds the query's words ranks higher.
 
-``vislang caption --index`` stores a caption per image, and SQLite's FTS5 indexes its words
-(Porter-stemmed, so "dogs" finds "dog"). A text search then blends two signals:
+``vislang caption --index`` stores a caption per image and ``vislang index --ocr`` the text read
+in it; SQLite's FTS5 indexes the words of both (Porter-stemmed, so "dogs" finds "dog"). A text
+search then blends the embedding with them, by one rule for both sources:
 
-    score = cosine(query, image) + CAPTION_WEIGHT * coverage * spread
+    score = cosine(query, image) + spread * sum(weight(word) for word in words) / len(words)
+    weight(word) = TEXT_WEIGHT     if the text read in the image holds the word,
+                   CAPTION_WEIGHT  else if its caption holds it,
+                   0               else
 
-- ``coverage``: the fraction of the query's words (stop words and words every caption shares,
-  such as "photo", aside) that the image's caption contains: 0 when none, 1 when all;
+- ``words``: the query's words, stop words (and words every caption shares, such as "photo")
+  aside. Each word counts once, with the weight of the strongest source that holds it: the
+  match share is taken over caption and read text together (a caption "a sign on a wall" and a
+  sign reading "Fresh coffee" together cover "coffee sign"), and a word found in both counts
+  once, not twice. With captions alone (or text alone) this is ``weight * coverage * spread``.
+- the weights: text read in the image is the word itself, printed there, so it outweighs the
+  embedding (``TEXT_WEIGHT`` 2.0): an image holding every word of the query gains two spreads,
+  so it passes every image holding none unless its cosine lies more than two spreads below the
+  best (with 1.0 the 100th match would only tie the best). A word printed in exactly one image
+  therefore ranks that image first. A caption is another model's guess, worth a quarter:
 - ``spread``: the best cosine minus the 100th best, for this query. Models differ widely in how
   far apart their cosines lie (real CLIPs put most images within 0.1 of each other, our tiny
   shapes-clip across a whole unit), so the caption's bonus is measured in the query's own
@@ -23,11 +35,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 CAPTION_WEIGHT = 0.25
+TEXT_WEIGHT = 2.0  # words read in the image (OCR)
 SPREAD_RANK = 100  # the spread is measured down to this rank
 STOP_WORDS = frozenset(
     "a an the and or of on in at to with for from by is are be this that it its as "
@@ -41,28 +54,44 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(w for w in words if len(w) > 1 and w not in STOP_WORDS))
 
 
+Source = tuple[float, Callable[[str], np.ndarray]]  # (weight, word -> vector ids holding it)
+
+
 def blend(hits: dict[int, float], words: list[str], weight: float,
           ids_with_word: Callable[[str], np.ndarray],
           best_among: Callable[[np.ndarray], dict[int, float]],
-          allowed: np.ndarray | None = None) -> dict[int, float]:
+          allowed: np.ndarray | None = None, more: Sequence[Source] = ()) -> dict[int, float]:
     """Blended scores: ``hits`` (vector id -> cosine, the best ``SPREAD_RANK`` or more overall)
-    plus the best of each coverage level, each raised by ``weight * coverage * spread``.
+    plus the best of each bonus level, each raised by the module's rule.
 
-    ``ids_with_word(w)``: the vector ids whose caption contains ``w``; ``best_among(ids)``:
-    the best ``k`` cosines among ``ids``; ``allowed``: the ids a filter lets through.
+    ``weight`` / ``ids_with_word(w)``: the caption source (the vector ids whose caption
+    contains ``w``); ``more``: further (weight, ids_with_word) sources, such as the text read
+    in the images; a word found in several sources counts with the largest weight.
+    ``best_among(ids)``: the best ``k`` cosines among ``ids``; ``allowed``: the ids a filter
+    lets through.
     """
-    matched = Counter()
+    sources = [(weight, ids_with_word), *more]
+    earned: dict[int, float] = Counter()
     for word in words:
-        found = ids_with_word(word)
-        if allowed is not None:
-            found = found[np.isin(found, allowed)]
-        matched.update(found.tolist())
-    levels: dict[int, list[int]] = {}
-    for vector_id, count in matched.items():
-        levels.setdefault(count, []).append(vector_id)
+        best: dict[int, float] = {}
+        for source_weight, lookup in sources:
+            if not source_weight:
+                continue
+            found = lookup(word)
+            if allowed is not None:
+                found = found[np.isin(found, allowed)]
+            for vector_id in found.tolist():
+                best[vector_id] = max(best.get(vector_id, 0.0), source_weight)
+        for vector_id, value in best.items():
+            earned[vector_id] += value
+    # Images with the same bonus are ordered by cosine alone: the best k of each level
+    # (rounded, so float sums of the same weights meet) hold the blended top k.
+    levels: dict[float, list[int]] = {}
+    for vector_id, value in earned.items():
+        levels.setdefault(round(value, 9), []).append(vector_id)
     spread = max(hits.values()) - min(hits.values()) if hits else 0.0
     scores = dict(hits)
     for members in levels.values():
         scores.update(best_among(np.array(members, dtype=np.int64)))
-    bonus = weight * spread / len(words)
-    return {i: s + bonus * matched.get(i, 0) for i, s in scores.items()}
+    unit = spread / len(words)
+    return {i: s + unit * earned.get(i, 0.0) for i, s in scores.items()}

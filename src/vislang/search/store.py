@@ -11,6 +11,7 @@ tells the derived FAISS cache that it is stale.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +67,27 @@ CREATE TRIGGER IF NOT EXISTS captions_update AFTER UPDATE ON captions BEGIN
     INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     INSERT INTO captions_fts (rowid, text) VALUES (new.rowid, new.text);
 END;
+-- Text read in the images (vislang index --ocr, vislang ocr --index), one row per content.
+-- Added after schema 1 was released: CREATE IF NOT EXISTS adds it to an older index as it
+-- opens, and an older vislang ignores it, so the schema version stays.
+CREATE TABLE IF NOT EXISTS ocr (
+    hash TEXT PRIMARY KEY,
+    reader TEXT NOT NULL,   -- the reader's identity and version (TextReader.key)
+    text TEXT NOT NULL,     -- the lines, one per line of the string; '' when none was found
+    lines TEXT NOT NULL     -- JSON: [{"text", "confidence", "box": 4 corners}] in image pixels
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS ocr_fts USING fts5(
+    text, content='ocr', content_rowid='rowid', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS ocr_insert AFTER INSERT ON ocr BEGIN
+    INSERT INTO ocr_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ocr_delete AFTER DELETE ON ocr BEGIN
+    INSERT INTO ocr_fts (ocr_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS ocr_update AFTER UPDATE ON ocr BEGIN
+    INSERT INTO ocr_fts (ocr_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO ocr_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
 """
 
 
@@ -96,6 +118,8 @@ class Store:
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # the phrase filter's case- and spacing-blind comparison (SQLite's lower() is ASCII only)
+        self.db.create_function("vislang_fold", 1, fold, deterministic=True)
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints,
         self.db.executescript(SCHEMA)                  # never corrupt after a crash
         with self.transaction():
@@ -170,7 +194,7 @@ class Store:
             self.db.execute(f"UPDATE models SET version = version + 1 WHERE id IN ({orphans})")
             self.db.execute("DELETE FROM vectors WHERE hash NOT IN "
                             "(SELECT hash FROM files WHERE hash IS NOT NULL)")
-            for table in ("failures", "captions"):
+            for table in ("failures", "captions", "ocr"):
                 self.db.execute(f"DELETE FROM {table} WHERE hash NOT IN "
                                 "(SELECT hash FROM files WHERE hash IS NOT NULL)")
 
@@ -304,12 +328,81 @@ class Store:
 
     def vector_ids_with_caption_word(self, model: ModelRow, word: str) -> np.ndarray:
         """Ids of a model's vectors whose content's caption contains ``word`` (stemmed)."""
-        phrase = '"' + word.replace('"', '""') + '"'  # a quoted FTS5 string: no query syntax
         rows = self.db.execute(
             "SELECT v.id FROM captions_fts JOIN captions c ON c.rowid = captions_fts.rowid "
             "JOIN vectors v ON v.hash = c.hash AND v.model_id = ? "
-            "WHERE captions_fts MATCH ?", (model.id, phrase)).fetchall()
+            "WHERE captions_fts MATCH ?", (model.id, fts_string(word))).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
+
+    # -- text read in the images (OCR) -------------------------------------------------------
+    def hashes_to_ocr(self, reader: str) -> list[tuple[str, str]]:
+        """(hash, a path with that content) for readable content whose text this reader has
+        not read yet (text read by another reader, or an older version, is read again)."""
+        return self.db.execute(
+            "SELECT f.hash, min(f.path) FROM files f WHERE f.hash IS NOT NULL "
+            "AND f.hash NOT IN (SELECT hash FROM ocr WHERE reader = ?) "
+            "AND f.hash NOT IN (SELECT hash FROM failures) GROUP BY f.hash ORDER BY min(f.path)",
+            (reader,)).fetchall()
+
+    def put_ocr(self, reader: str, texts: Sequence[tuple[str, str, list[dict]]],
+                failures: Iterable[tuple[str, str]] = ()) -> None:
+        """One batch of (hash, text, lines as dicts) (and contents that failed to decode),
+        one commit."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO ocr (hash, reader, text, lines) VALUES (?, ?, ?, ?) ON CONFLICT "
+                "(hash) DO UPDATE SET reader = excluded.reader, text = excluded.text, "
+                "lines = excluded.lines",
+                ((h, reader, text, json.dumps(lines)) for h, text, lines in texts))
+            self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", failures)
+
+    def ocr_lines_of(self, hashes: Iterable[str]) -> dict[str, list[dict]]:
+        """hash -> its lines as stored ({"text", "confidence", "box"}), for contents read."""
+        out = {}
+        for chunk in _chunks(list(hashes)):
+            marks = ",".join("?" * len(chunk))
+            out.update((h, json.loads(lines)) for h, lines in self.db.execute(
+                f"SELECT hash, lines FROM ocr WHERE hash IN ({marks})", chunk))
+        return out
+
+    def ocr_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM ocr").fetchone()[0]
+
+    def has_ocr(self) -> bool:
+        """Whether any image's text is stored (an image with no text counts): asked on every
+        search, so it must not count them."""
+        return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM ocr)").fetchone()[0])
+
+    def vector_ids_with_ocr_word(self, model: ModelRow, word: str) -> np.ndarray:
+        """Ids of a model's vectors whose content's read text contains ``word`` (stemmed)."""
+        rows = self.db.execute(
+            "SELECT v.id FROM ocr_fts JOIN ocr o ON o.rowid = ocr_fts.rowid "
+            "JOIN vectors v ON v.hash = o.hash AND v.model_id = ? "
+            "WHERE ocr_fts MATCH ?", (model.id, fts_string(word))).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def vector_ids_with_phrase(self, model: ModelRow, phrase: str) -> np.ndarray:
+        """Ids of a model's vectors whose content's read text contains ``phrase``, ignoring
+        case and how the white space runs (a phrase may span two lines read)."""
+        rows = self.db.execute(
+            "SELECT v.id FROM ocr o JOIN vectors v ON v.hash = o.hash AND v.model_id = ? "
+            "WHERE instr(vislang_fold(o.text), ?) > 0", (model.id, fold(phrase))).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def ocr_word_marks(self, hashes: Iterable[str], words: Sequence[str]) -> dict[str, str]:
+        """hash -> its read text with each of ``words`` found (as the word search finds it,
+        stemmed) wrapped in \x02 ... \x03, for contents whose text holds any of them."""
+        if not words:
+            return {}
+        query = " OR ".join(fts_string(w) for w in words)
+        out = {}
+        for chunk in _chunks(list(hashes)):
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(
+                "SELECT o.hash, highlight(ocr_fts, 0, char(2), char(3)) FROM ocr_fts "
+                f"JOIN ocr o ON o.rowid = ocr_fts.rowid WHERE ocr_fts MATCH ? "
+                f"AND o.hash IN ({marks})", (query, *chunk)))
+        return out
 
     # -- numbers -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -318,11 +411,21 @@ class Store:
                 "unreadable": one("SELECT count(*) FROM files f LEFT JOIN failures x ON "
                                   "x.hash = f.hash WHERE f.error IS NOT NULL OR x.hash IS NOT NULL"),
                 "distinct_contents": one("SELECT count(DISTINCT hash) FROM files"),
-                "captions": self.caption_count()}
+                "captions": self.caption_count(), "ocr": self.ocr_count()}
 
     def vector_count(self, model_id: int) -> int:
         return self.db.execute("SELECT count(*) FROM vectors WHERE model_id = ?",
                                (model_id,)).fetchone()[0]
+
+
+def fts_string(word: str) -> str:
+    """A word as a quoted FTS5 string: matched as text, never read as query syntax."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+def fold(text: str | None) -> str:
+    """Text as the phrase filter compares it: case-folded, white-space runs as one space."""
+    return " ".join((text or "").casefold().split())
 
 
 def _unpack(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray]:

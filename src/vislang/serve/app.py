@@ -225,7 +225,7 @@ def _text(value: str, what: str, limit: int) -> str:
 def _page_of(results: list[Result], query: str | None, k: int, offset: int,
              more: bool) -> schemas.SearchPage:
     hits = [schemas.Hit(path=r.path, score=r.score, taken=r.taken,
-                        caption=getattr(r, "caption", None),
+                        caption=getattr(r, "caption", None), ocr=getattr(r, "ocr", None),
                         thumbnail=f"/api/thumbnail?path={quote(r.path)}&size=256",
                         image=f"/api/image?path={quote(r.path)}") for r in results]
     return schemas.SearchPage(query=query, offset=offset, k=k, results=hits, more=more)
@@ -246,10 +246,15 @@ def _api(app: FastAPI, state: State) -> None:
     @app.get("/api/search", response_model=schemas.SearchPage, responses=PROBLEMS,
              tags=["search"])
     async def search_text(q: str = Query(..., description="What to look for, in words."),
+                          text: str | None = Query(None, description="Only images whose text "
+                                                   "(read by vislang index --ocr) contains "
+                                                   "this phrase, ignoring case."),
                           page: tuple = Depends(paging)):
         """The indexed images that best match a text."""
         q = _text(q, "query", limits.query_chars)
-        found = await run(services.search, *page, text=q)
+        if text is not None:
+            text = _text(text, "text filter", limits.query_chars)
+        found = await run(services.search, *page, text=q, text_filter=text)
         return _page_of(found.results, q, *page, found.more)
 
     @app.post("/api/search/image", response_model=schemas.SearchPage, responses=PROBLEMS,

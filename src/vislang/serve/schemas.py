@@ -9,11 +9,28 @@ class Problem(BaseModel):
     error: str = Field(description="What was wrong and what to do, in one sentence.")
 
 
+class ReadWord(BaseModel):
+    text: str
+    box: list[list[float]] = Field(description="4 corners (x, y) in image pixels, clockwise "
+                                   "from the top-left; cut from the line's box by character "
+                                   "position.")
+
+
+class ReadLine(BaseModel):
+    text: str = Field(description="A line of text read in the image (vislang index --ocr).")
+    box: list[list[float]] = Field(description="The line's 4 corners (x, y) in image pixels, "
+                                   "clockwise from the top-left.")
+    words: list[ReadWord] = Field(description="The parts of the line the query's words or the "
+                                  "text filter matched.")
+
+
 class Hit(BaseModel):
     path: str = Field(description="The file's absolute path, as the index stores it.")
     score: float = Field(description="Cosine similarity to the query.")
     taken: float | None = Field(None, description="EXIF capture time, else mtime (unix s).")
     caption: str | None = Field(None, description="The caption stored in the index, if any.")
+    ocr: list[ReadLine] | None = Field(None, description="The lines of text read in the image "
+                                       "that the query's words or the text filter matched.")
     thumbnail: str = Field(description="URL of a JPEG thumbnail (256 px).")
     image: str = Field(description="URL of the full image.")
 

@@ -72,11 +72,13 @@ class Services:
             return self.index.store.roots()
 
     # -- capabilities ------------------------------------------------------------------------------
-    def search(self, k: int, offset: int, text: str | None = None, image=None) -> Page:
+    def search(self, k: int, offset: int, text: str | None = None, image=None,
+               text_filter: str | None = None) -> Page:
         """One page of results; one more is asked for to know whether a next page exists."""
         with self.lock:
             self.clip()  # loaded here rather than inside the index: /api/status names its engine
-            results = self.index.search(text=text, image=image, k=offset + k + 1)
+            results = self.index.search(text=text, image=image, k=offset + k + 1,
+                                        text_filter=text_filter)
         return Page(results[offset:offset + k], len(results) > offset + k)
 
     def saliency(self, picture: Image.Image, query: str, method: str, n_iters: int) -> dict:

@@ -28,6 +28,9 @@ from vislang.textread.results import OcrLine, OcrResult
 MAX_SIDE = 2000  # RapidOCR's Global.max_side_len: larger images are read at this size
 MIN_CONFIDENCE = 0.5  # RapidOCR's Global.text_score: less sure lines are mostly noise
 SINGLE_CHAR_CONFIDENCE = 0.9
+# Bumped whenever a change to the reader changes what it reads: an index re-reads the text
+# that an older version read (TextReader.key).
+READER_VERSION = 1
 
 
 @dataclass
@@ -67,6 +70,19 @@ class TextReader:
         self.recognize = Recognizer(models.recognizer, models.classifier, models.characters)
         self.max_side, self.orient = max_side, orient
         self.min_confidence, self.max_pixels = min_confidence, max_pixels
+
+    @property
+    def key(self) -> str:
+        """Who read a text, as an index stores it: the models (with the rapidocr release that
+        ships them) and this reader's version. Settings such as ``min_confidence`` are not
+        part of it: changing them does not make an index read everything again."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shipped = version("rapidocr")
+        except PackageNotFoundError:
+            shipped = "unknown"
+        return f"PP-OCRv6 (rapidocr {shipped}) vislang-textread-{READER_VERSION}"
 
     def read(self, images: Iterable[ImageSource], batch_size: int = 16,
              progress: bool = False) -> list[OcrResult]:

@@ -69,7 +69,8 @@ function showError(message) {
 function pageRequest(offset) {
   const paging = `k=${PAGE}&offset=${offset}`;
   if (state.mode === "text") {
-    return [`/api/search?q=${encodeURIComponent(state.q)}&${paging}`, {}];
+    const text = state.text ? `&text=${encodeURIComponent(state.text)}` : "";
+    return [`/api/search?q=${encodeURIComponent(state.q)}${text}&${paging}`, {}];
   }
   if (state.mode === "image") {
     return [`/api/search/image?${paging}`, { method: "POST", body: form({ file: state.file }) }];
@@ -78,7 +79,7 @@ function pageRequest(offset) {
 }
 
 async function startSearch(mode, fields, label) {
-  Object.assign(state, { mode, q: "", file: null, path: null, items: [], more: false,
+  Object.assign(state, { mode, q: "", text: "", file: null, path: null, items: [], more: false,
                          current: -1 }, fields);
   state.generation += 1;
   $("results").replaceChildren();
@@ -161,6 +162,7 @@ function openDetail(index) {
   $("detail-path").textContent = item.path;
   $("detail-score").textContent = `score ${item.score.toFixed(3)}` +
     (state.mode === "text" ? ` for “${state.q}”` : "");
+  drawTextBoxes(item);
   $("full").src = item.image;
   $("full").alt = item.caption || item.path.split("/").pop();
   $("overlay").hidden = true;
@@ -195,6 +197,31 @@ async function detailCall(url, fields, button, working) {
   } finally {
     if (button) { button.disabled = false; button.textContent = label; }
   }
+}
+
+// The matched words' boxes (4 corners in the image's pixels), drawn once the image's size is
+// known: the SVG's viewBox is the image itself, so the boxes scale with it.
+function drawTextBoxes(item) {
+  const svg = $("text-boxes");
+  svg.replaceChildren();
+  svg.hidden = true;
+  const words = (item.ocr || []).flatMap((line) => line.words.length ? line.words : [line]);
+  if (!words.length) return;
+  const draw = () => {
+    const full = $("full");
+    svg.setAttribute("viewBox", `0 0 ${full.naturalWidth} ${full.naturalHeight}`);
+    svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    for (const word of words) {
+      const shape = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+      shape.setAttribute("points", word.box.map(([x, y]) => `${x},${y}`).join(" "));
+      const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      title.textContent = word.text;
+      shape.append(title);
+      svg.append(shape);
+    }
+    svg.hidden = false;
+  };
+  $("full").addEventListener("load", draw, { once: true });
 }
 
 async function caption(item) {
@@ -261,7 +288,8 @@ function wire() {
     event.preventDefault();
     const q = $("q").value.trim();
     if (!q) { showError("Type what you are looking for."); return; }
-    startSearch("text", { q }, `“${q}”`);
+    const text = $("text-filter").value.trim();
+    startSearch("text", { q, text }, text ? `“${q}” with the text “${text}”` : `“${q}”`);
   });
   $("pick").addEventListener("change", () => {
     searchByFile($("pick").files[0]);
