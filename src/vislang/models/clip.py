@@ -18,6 +18,7 @@ from PIL import Image
 
 from vislang.errors import ImageLoadError, TokenizeError, UnsupportedModelError
 from vislang.images import load_image
+from vislang.models import openclip
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
@@ -285,6 +286,8 @@ def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
 def _load_config(checkpoint: Checkpoint):
     from transformers import AutoConfig
 
+    if openclip.is_openclip(checkpoint.path):  # OpenCLIP's own layout, mapped onto CLIPModel
+        return openclip.clip_config(checkpoint.name, checkpoint.path)
     config = AutoConfig.from_pretrained(checkpoint.path)
     if config.model_type not in SUPPORTED_TYPES:
         raise UnsupportedModelError(
@@ -301,12 +304,17 @@ def _load_hf_model(checkpoint: Checkpoint):
     # Loading is lazy, so it may first happen inside an inference_mode() block (an engine
     # exporting on its first call); weights made there could never carry gradients.
     with torch.inference_mode(False):
+        if openclip.is_openclip(checkpoint.path):
+            return openclip.load_model(checkpoint.name, checkpoint.path,
+                                       openclip.clip_config(checkpoint.name, checkpoint.path))
         return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
 
 
 def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:
     from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
+    if openclip.is_openclip(checkpoint.path):
+        return openclip.image_transform(checkpoint.path, config)
     # backend="pil": the same numbers as the torchvision backend, which we do not depend on.
     if (checkpoint.path / "preprocessor_config.json").is_file():
         processor = AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil")
@@ -322,6 +330,8 @@ def _load_tokenizer(checkpoint: Checkpoint, config):
 
     from vislang.models.tokenizer import clip_tokenizer
 
+    if openclip.is_openclip(checkpoint.path):  # clip_config admits OpenAI's vocabulary only
+        return clip_tokenizer()
     if any((checkpoint.path / f).is_file() for f in ("tokenizer.json", "vocab.json", "spiece.model")):
         return AutoTokenizer.from_pretrained(checkpoint.path)
     if config.model_type == "clip" and config.text_config.vocab_size == len(clip_tokenizer()):

@@ -16,14 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vislang.errors import ModelNotFoundError
-from vislang.models.registry import ALIASES, SHIPPED, cached_snapshot, has_weights, shipped_path
+from vislang.models.registry import (
+    ALIASES,
+    OPENCLIP_PRETRAINED,
+    SHIPPED,
+    cached_snapshot,
+    has_weights,
+    shipped_path,
+)
 from vislang.settings import logger
 
 log = logger("models")
 
 PROBE_TIMEOUT_S = 4.0
-# Everything a checkpoint needs to load, without the TF/Flax/ONNX copies many repos also hold.
+# Everything a checkpoint needs to load, without the TF/Flax/ONNX copies many repos also hold;
+# "*.json" and "*.safetensors" take in OpenCLIP's open_clip_config.json and
+# open_clip_model.safetensors (its open_clip_pytorch_model.bin comes with the "*.bin" fallback).
 CHECKPOINT_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]
+OPENCLIP_PREFIX, HF_HUB_PREFIX = "open_clip:", "hf-hub:"  # open_clip's own ways to name models
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,14 @@ class Checkpoint:
 
 
 def locate(name_or_path: str) -> Checkpoint:
-    """Resolve a shipped name, a local directory, an alias or a hub id to files on disk."""
+    """Resolve a shipped name, a local directory, an alias or a hub id to files on disk.
+
+    OpenCLIP's names work too: ``hf-hub:org/repo`` (a hub id) and ``open_clip:ARCH/TAG`` for
+    the well-known pretrained weights in ``registry.OPENCLIP_PRETRAINED``."""
+    if name_or_path.startswith(OPENCLIP_PREFIX):
+        return _fetch(name_or_path, _openclip_repo(name_or_path))
+    if name_or_path.startswith(HF_HUB_PREFIX):
+        return _fetch(name_or_path, name_or_path.removeprefix(HF_HUB_PREFIX).strip("/"))
     if name_or_path in SHIPPED:
         path = shipped_path(name_or_path)
         if not (path / "config.json").is_file():
@@ -56,7 +73,12 @@ def locate(name_or_path: str) -> Checkpoint:
             f"model directory {name_or_path!r} does not exist; pass a directory written by "
             "save_pretrained, or a model name (see `vislang models`)"
         )
-    repo_id = ALIASES.get(name_or_path, name_or_path)
+    return _fetch(name_or_path, ALIASES.get(name_or_path, name_or_path))
+
+
+def _fetch(name_or_path: str, repo_id: str) -> Checkpoint:
+    """A hub checkpoint from the cache, else downloaded; named by its hub id whatever the
+    user called it, so the model key is the same under every name."""
     snapshot = cached_snapshot(repo_id)
     if snapshot is None:
         snapshot = _download(name_or_path, repo_id)
@@ -65,14 +87,29 @@ def locate(name_or_path: str) -> Checkpoint:
     return Checkpoint(repo_id, snapshot, snapshot.name)
 
 
+def _openclip_repo(name: str) -> str:
+    import difflib
+
+    key = name.removeprefix(OPENCLIP_PREFIX)
+    if key in OPENCLIP_PRETRAINED:
+        return OPENCLIP_PRETRAINED[key]
+    close = difflib.get_close_matches(key, list(OPENCLIP_PRETRAINED), n=3, cutoff=0.5)
+    hint = (f"did you mean {', '.join(OPENCLIP_PREFIX + c for c in close)}?" if close
+            else f"known: {', '.join(OPENCLIP_PREFIX + k for k in OPENCLIP_PRETRAINED)}.")
+    raise ModelNotFoundError(
+        f"unknown OpenCLIP model {name!r}; {hint} Any OpenCLIP repo on the hub loads as "
+        "hf-hub:org/repo")
+
+
 def _local_checkpoint(directory: Path) -> Checkpoint:
     # Without this check transformers fails later with a ValueError about `model_type` that
     # names neither the folder's problem nor the way out.
-    if not (directory / "config.json").is_file():
+    if not any((directory / f).is_file() for f in ("config.json", "open_clip_config.json")):
         raise ModelNotFoundError(
             f"{directory} is not a model folder: it has no config.json. A model folder holds "
             "config.json, the weights (model.safetensors) and the tokenizer files, as written "
-            "by save_pretrained; or pass a model name (see `vislang models`)")
+            "by save_pretrained (or OpenCLIP's open_clip_config.json and "
+            "open_clip_model.safetensors); or pass a model name (see `vislang models`)")
     return Checkpoint(str(directory.resolve()), directory.resolve(), fingerprint(directory))
 
 

@@ -18,6 +18,22 @@ ALIASES: dict[str, str] = {
     "blip-vqa": "Salesforce/blip-vqa-base",
 }
 
+# OpenCLIP's names for some well-known pretrained weights ("open_clip:ARCH/TAG", as open_clip's
+# `create_model_and_transforms(ARCH, pretrained=TAG)` takes them) -> their hub repo.
+OPENCLIP_PRETRAINED: dict[str, str] = {
+    "ViT-B-32/laion2b_s34b_b79k": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+    "ViT-B-32/datacomp_xl_s13b_b90k": "laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K",
+    "ViT-B-16/laion2b_s34b_b88k": "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+    "ViT-B-16/datacomp_xl_s13b_b90k": "laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K",
+    "ViT-L-14/laion2b_s32b_b82k": "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+    "ViT-L-14/datacomp_xl_s13b_b90k": "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K",
+    "ViT-H-14/laion2b_s32b_b79k": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    "ViT-g-14/laion2b_s34b_b88k": "laion/CLIP-ViT-g-14-laion2B-s34B-b88K",
+    "ViT-bigG-14/laion2b_s39b_b160k": "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+    "ViT-L-14-quickgelu/dfn2b": "apple/DFN2B-CLIP-ViT-L-14",
+    "ViT-H-14-quickgelu/dfn5b": "apple/DFN5B-CLIP-ViT-H-14",
+}
+
 # Models trained by this project and shipped inside the package (folder under assets/models).
 SHIPPED: dict[str, str] = {
     # A tiny CLIP trained on the generated shapes world (recipes/shapes-clip.sh): it knows
@@ -54,6 +70,8 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
 
 def has_weights(path: Path) -> bool:
+    # *.safetensors / *.bin cover OpenCLIP's open_clip_model.safetensors and
+    # open_clip_pytorch_model.bin as well as transformers' model.safetensors.
     return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
 
 
