@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +26,7 @@ from vislang import errors
 from vislang.images import load_image
 from vislang.runtime import EngineSpec
 from vislang.search.index import Index, Result
+from vislang.search.query import Filters, Term, parse_date
 from vislang.serve import schemas
 from vislang.serve.files import (
     BROWSER_TYPES,
@@ -57,7 +60,8 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
                vqa_model: str | None = None, engine: EngineSpec = SERVE_ENGINE,
                limits: Limits = Limits(), token: str | None = None,
                hosts: tuple[str, ...] | None = LOOPBACK_NAMES, max_pending: int = 16,
-               thumbnails: str | os.PathLike | None = None) -> FastAPI:
+               thumbnails: str | os.PathLike | None = None, watch: bool = False,
+               poll: bool = False) -> FastAPI:
     """The web app over the index at ``index`` (a folder ``vislang index`` wrote).
 
     ``engine``: what every model of the server (search, caption, VQA) runs on.
@@ -65,6 +69,9 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
     otherwise). ``hosts``: the Host names accepted (None: any; the default, the loopback
     names, suits a server bound to 127.0.0.1).
     ``max_pending``: model jobs running or waiting before new ones get 503.
+    ``watch``: keep the index current while serving (a background thread indexes the files
+    that appear, change, move or vanish under the index's folders, in batches); ``poll``:
+    look for changes by polling instead of the operating system's events.
     """
     check_token(token)  # first: a guessable token is an error, not a false safety
     services = Services(_open_index(index, model, engine), limits, engine, caption_model,
@@ -73,8 +80,16 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
                   Thumbnails(Path(thumbnails) if thumbnails else _thumbnail_dir(), limits.pixels),
                   WorkQueue("model", 1, max_pending),
                   WorkQueue("file", min(4, os.cpu_count() or 1), 64), token)
+    if watch:
+        from vislang.search.watch import Watcher
+
+        served = services.index
+        state.watcher = Watcher(Index.open(served.folder, served.model_name, create=False),
+                                served.store.roots(), poll=poll, catch_up=True, owns_index=True)
+        state.watcher.start()
     app = FastAPI(title="vislang", version=vislang.__version__, openapi_url="/api/openapi.json",
                   docs_url=None, redoc_url=None,  # their UIs load scripts from a CDN
+                  dependencies=[Depends(_known_parameters)],
                   description="Search, explain, caption and question the images of one index.")
     app.state.vislang = state
     _errors(app)
@@ -94,8 +109,11 @@ class State:
     model_queue: WorkQueue
     file_queue: WorkQueue
     token: str | None
+    watcher: object | None = None  # a vislang.search.watch.Watcher under serve --watch
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.model_queue.shutdown()
         self.file_queue.shutdown()
         self.services.index.close()
@@ -162,6 +180,32 @@ def _describe(error: dict) -> str:
     given = error.get("input")
     shown = f" (got {given!r:.60})" if isinstance(given, (str, int, float)) else ""
     return f"{where}: {error.get('msg', 'invalid')}{shown}"
+
+
+def _declared(route: APIRoute) -> frozenset[str]:
+    names = getattr(route, "_vislang_query_names", None)
+    if names is None:
+        names, todo = set(), [route.dependant]
+        while todo:  # the route's own parameters and those of its dependencies (paging)
+            dependant = todo.pop()
+            names |= {getattr(p, "alias", None) or p.name for p in dependant.query_params}
+            todo += dependant.dependencies
+        names = frozenset(names)
+        route._vislang_query_names = names
+    return names
+
+
+async def _known_parameters(request: Request) -> None:
+    """Every /api route refuses query parameters it does not declare: a misspelt or
+    unsupported option (?under= where there is none) must not be ignored in silence."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.path.startswith("/api"):
+        return
+    unknown = sorted(set(request.query_params) - _declared(route))
+    if unknown:
+        known = ", ".join(sorted(_declared(route))) or "none"
+        raise errors.InputError(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(unknown)} for {route.path} (it takes: {known})")
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -243,19 +287,86 @@ def _api(app: FastAPI, state: State) -> None:
                                     f"{limits.results} results")
         return k, offset
 
+    def confined_term(text: str) -> Term:
+        """A text term, or an indexed image named by its path (inside the roots only)."""
+        weight, value = _weighted(text)
+        if os.path.isabs(value):
+            with state.roots.open(value) as image:  # confined: no probing outside the roots
+                return Term(image.path, True, weight)
+        return Term(_text(value, "term", limits.query_chars), False, weight)
+
+    def under_root(folder: str) -> str:
+        real = os.path.realpath(folder)
+        if not os.path.isabs(folder) or not any(
+                real == r or real.startswith(r.rstrip("/") + "/")
+                for r in state.roots.real_roots()):
+            raise errors.InputError(f"under: {folder!r} is not a folder inside the index's "
+                                    "folders; give an absolute path below one of them "
+                                    "(GET /api/status lists them)")
+        return folder
+
     @app.get("/api/search", response_model=schemas.SearchPage, responses=PROBLEMS,
              tags=["search"])
-    async def search_text(q: str = Query(..., description="What to look for, in words."),
+    async def search_text(q: str | None = Query(None, description="What to look for, in "
+                                                "words (or give add terms only)."),
                           text: str | None = Query(None, description="Only images whose text "
                                                    "(read by vislang index --ocr) contains "
                                                    "this phrase, ignoring case."),
+                          under: str | None = Query(None, max_length=4096, description="Only "
+                                                    "files below this folder (absolute, inside "
+                                                    "the index's folders)."),
+                          ext: list[str] = Query([], description="Only these extensions: "
+                                                 "repeat it or give a comma list (jpg,png)."),
+                          since: str | None = Query(None, max_length=32, description="Taken "
+                                                    "on or after: YYYY[-MM[-DD]]."),
+                          until: str | None = Query(None, max_length=32, description="Taken "
+                                                    "up to the end of: YYYY[-MM[-DD]]."),
+                          threshold: float | None = Query(None, ge=-1.0, le=1.0,
+                                                          description="Drop results scoring "
+                                                          "below this cosine similarity."),
+                          add: list[str] = Query([], description="A text or an indexed "
+                                                 "image's path to add to the query; "
+                                                 "'0.5:sunset' weighs it (repeatable)."),
+                          sub: list[str] = Query([], description="A text or an indexed "
+                                                 "image's path to steer away from "
+                                                 "(repeatable)."),
                           page: tuple = Depends(paging)):
-        """The indexed images that best match a text."""
-        q = _text(q, "query", limits.query_chars)
+        """The indexed images that best match a text, with the options of vislang search."""
+        q = _text(q, "query", limits.query_chars) if q is not None else None
         if text is not None:
             text = _text(text, "text filter", limits.query_chars)
-        found = await run(services.search, *page, text=q, text_filter=text)
+        if len(add) + len(sub) > limits.labels:
+            raise errors.InputError(f"{len(add) + len(sub)} add/sub terms, over the limit of "
+                                    f"{limits.labels}")
+        if q is None and not add:
+            raise errors.InputError("nothing to search for: give q, or add terms")
+        extensions = tuple(e.strip() for value in ext for e in value.split(",") if e.strip())
+        for e in extensions:
+            if len(e) > 16 or "/" in e or "%" in e or "_" in e:
+                raise errors.InputError(f"ext: {e!r} is not a file extension (jpg, png)")
+        filters = Filters(under=under_root(under) if under is not None else None,
+                          extensions=extensions,
+                          since=parse_date(since) if since else None,
+                          until=parse_date(until, end=True) if until else None)
+        found = await run(lambda: services.search(
+            *page, text=q, text_filter=text, filters=filters, threshold=threshold,
+            add=[confined_term(t) for t in add], sub=[confined_term(t) for t in sub]))
         return _page_of(found.results, q, *page, found.more)
+
+    @app.get("/api/dups", response_model=schemas.DupsOut, responses=PROBLEMS, tags=["search"])
+    async def dups(threshold: float = Query(0.95, ge=0.0, le=1.0, description="Cosine "
+                                            "similarity at or above which two images count "
+                                            "as near-duplicates.")):
+        """Groups of near-duplicate images (copies, re-encodes, resizes, bursts), largest
+        first, each file with its size and date. vislang deletes nothing: the page lists the
+        files left unkept, for you to delete."""
+        groups = await run(lambda: services.duplicates(threshold))
+        return {"threshold": threshold, "groups": [
+            {"files": [{"path": r.path, "score": r.score, "taken": r.taken,
+                        "size": _size(r.path),
+                        "thumbnail": f"/api/thumbnail?path={quote(r.path)}&size=256",
+                        "image": f"/api/image?path={quote(r.path)}"} for r in group]}
+            for group in groups]}
 
     @app.post("/api/search/image", response_model=schemas.SearchPage, responses=PROBLEMS,
               tags=["search"])
@@ -334,7 +445,25 @@ def _api(app: FastAPI, state: State) -> None:
                            "max_pending": q.max_pending}
                   for q in (state.model_queue, state.file_queue)}
         return {**out, "limits": limits.as_dict(), "queues": queues,
-                "auth": state.token is not None}
+                "auth": state.token is not None,
+                "watch": state.watcher.status() if state.watcher is not None else None}
+
+
+_WEIGHT = re.compile(r"^(?P<weight>[+-]?\d+(?:\.\d*)?|[+-]?\.\d+):(?P<value>.+)$", re.S)
+
+
+def _weighted(text: str) -> tuple[float, str]:
+    """"0.5:snow" -> (0.5, "snow"); "snow" -> (1.0, "snow"), as vislang search --add reads."""
+    if match := _WEIGHT.match(text):
+        return float(match["weight"]), match["value"]
+    return 1.0, text
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 # -- images from the roots -----------------------------------------------------------------------

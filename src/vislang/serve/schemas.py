@@ -43,6 +43,24 @@ class SearchPage(BaseModel):
     more: bool = Field(description="Whether a next page (offset + k) has results.")
 
 
+class DupFile(BaseModel):
+    path: str
+    score: float = Field(description="Its best similarity to another file of the group.")
+    taken: float | None = Field(None, description="EXIF capture time, else mtime (unix s).")
+    size: int | None = Field(None, description="Bytes on disk; null if it is gone.")
+    thumbnail: str
+    image: str
+
+
+class DupGroup(BaseModel):
+    files: list[DupFile]
+
+
+class DupsOut(BaseModel):
+    threshold: float
+    groups: list[DupGroup] = Field(description="Largest group first.")
+
+
 class Point(BaseModel):
     x: int
     y: int
@@ -98,3 +116,5 @@ class StatusOut(BaseModel):
     limits: dict[str, int]
     queues: dict[str, Queue]
     auth: bool = Field(description="Whether requests need a token.")
+    watch: dict | None = Field(None, description="Under serve --watch: the folders watched, "
+                               "paths queued, batches done and the last one's time, problems.")

@@ -73,13 +73,19 @@ class Services:
 
     # -- capabilities ------------------------------------------------------------------------------
     def search(self, k: int, offset: int, text: str | None = None, image=None,
-               text_filter: str | None = None) -> Page:
+               text_filter: str | None = None, filters=None, threshold: float | None = None,
+               add=(), sub=()) -> Page:
         """One page of results; one more is asked for to know whether a next page exists."""
         with self.lock:
             self.clip()  # loaded here rather than inside the index: /api/status names its engine
             results = self.index.search(text=text, image=image, k=offset + k + 1,
-                                        text_filter=text_filter)
+                                        text_filter=text_filter, filters=filters,
+                                        threshold=threshold, add=add, sub=sub)
         return Page(results[offset:offset + k], len(results) > offset + k)
+
+    def duplicates(self, threshold: float) -> list[list[Result]]:
+        with self.lock:
+            return self.index.duplicates(threshold)
 
     def saliency(self, picture: Image.Image, query: str, method: str, n_iters: int) -> dict:
         from vislang.explain import saliency
