@@ -11,6 +11,7 @@ from vislang.cli import (
     caption,
     classify,
     demo,
+    embed,
     engines,
     models,
     ocr,
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.command("index")(search.index)
 app.command("search")(search.search)
 app.command("dups")(search.dups)
+app.command("embed")(embed.embed)
 app.command("saliency")(saliency.saliency)
 app.command("serve")(serve.serve)
 app.command("models")(models.models)

@@ -1,0 +1,205 @@
+"""``vislang embed --ray``: the same job on a Ray cluster (Ray Data).
+
+Reading, decoding and preprocessing run as Ray tasks; the image tower runs in a pool of
+encoder actors (``map_batches`` with a callable class), so each actor loads the weights once.
+The actors call the very model object ``vislang index`` uses (``ClipModel``), loaded by name;
+the driver writes the shards, with the same writer as the in-process run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from urllib.parse import urlparse
+
+import numpy as np
+
+from vislang.embed.shards import Row, ShardWriter
+from vislang.embed.sources import Item
+from vislang.errors import ImageLoadError, InputError
+
+INSTALL = "pip install 'vislang[scale]'"
+CONNECT_SECONDS = 10
+# Test hook: the path of a marker file; while it exists, decoding an item whose path contains
+# the file's text removes the marker and raises once (a transient fault Ray must retry).
+FAULT_ENV = "VISLANG_EMBED_FAULT_FILE"
+
+
+class TransientError(RuntimeError):
+    pass
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError(f"--ray needs Ray Data; install it with {INSTALL}") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """Start a local Ray (``"local"``) or join a cluster (``auto``, ``host:port``,
+    ``ray://host:10001``); a cluster that does not answer is an InputError within seconds."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return
+    if address in ("", "local"):
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        return
+    if address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as error:  # noqa: BLE001 -- ConnectionError, RuntimeError, grpc's own
+        raise InputError(f"cannot join the Ray cluster at {address!r}: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                         "; start one with `ray start --head`, or leave out the address to "
+                         "run on this machine") from None
+
+
+def _check_reachable(address: str) -> None:
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port or (10001 if parsed.scheme == "ray" else 6379)
+    except ValueError:
+        raise InputError(f"--ray {address!r} is not an address (auto, host:port or "
+                         "ray://host:10001)") from None
+    if not host:
+        raise InputError(f"--ray {address!r} is not an address (auto, host:port or "
+                         "ray://host:10001)")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise InputError(f"no Ray cluster answers at {address!r} ({error.strerror or error}); "
+                         "start one with `ray start --head`, or leave out the address to run "
+                         "on this machine") from None
+
+
+@functools.cache
+def _model(name: str, backend: str, precision: str):
+    """One model per worker process: loaded on first use, kept for every later batch."""
+    from vislang.models.clip import load
+    from vislang.runtime import EngineSpec
+
+    return load(name, engine=EngineSpec(backend, precision, "throughput", "cpu"))
+
+
+def _maybe_fault(path: str) -> None:
+    marker = os.environ.get(FAULT_ENV)
+    if not marker:
+        return
+    try:
+        with open(marker) as file:
+            needle = file.read().strip()
+    except OSError:
+        return
+    if needle and needle in path:
+        try:
+            os.remove(marker)  # only one task wins the removal: the fault happens once
+        except OSError:
+            return
+        raise TransientError(f"injected transient fault reading {path}")
+
+
+def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
+    """A Ray task: read, hash, decode and preprocess a batch of items."""
+    from vislang.embed.pipeline import describe
+    from vislang.embed.sources import read_bytes
+    from vislang.images import load_image
+
+    model = _model(name, backend, precision)
+    n = len(batch["id"])
+    columns: dict[str, list] = {k: [] for k in ("id", "path", "hash", "size", "width",
+                                                 "height", "caption", "error", "pixels")}
+    blank = None
+    for i in range(n):
+        item = {k: _plain(batch[k][i]) for k in ("id", "path", "file", "offset", "size",
+                                                   "caption")}
+        _maybe_fault(item["path"])
+        row, pixels, error = None, None, ""
+        try:
+            data = read_bytes(item)
+            row = describe(item, data)
+            image = load_image(data, min_side=model.transform.min_side)
+            pixels = model.preprocess(image).numpy()
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        except ImageLoadError as exc:
+            error = exc.reason
+        if pixels is None:
+            blank = blank if blank is not None else _blank(model)
+            pixels = blank
+        row = row or Row(item["id"], item["path"], "", 0, 0, 0, item["caption"])
+        for key in ("id", "path", "hash", "size", "width", "height", "caption"):
+            columns[key].append(getattr(row, key))
+        columns["error"].append(error)
+        columns["pixels"].append(pixels)
+    columns["caption"] = [c if c is not None else "" for c in columns["caption"]]
+    out = {k: np.array(v) for k, v in columns.items() if k != "pixels"}
+    out["pixels"] = np.stack(columns["pixels"]).astype(np.float32)
+    return out
+
+
+def _blank(model) -> np.ndarray:
+    from PIL import Image
+
+    return np.zeros_like(model.preprocess(Image.new("RGB", (8, 8))).numpy())
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class Encoder:
+    """A Ray actor: the image tower, loaded once, run on batches of preprocessed pixels."""
+
+    def __init__(self, name: str, backend: str, precision: str):
+        self.model = _model(name, backend, precision)
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        good = [i for i, e in enumerate(batch["error"]) if not e]
+        vectors = np.zeros((len(batch["id"]), self.model.embed_dim), np.float32)
+        if good:
+            pixels = [torch.from_numpy(np.ascontiguousarray(batch["pixels"][i])) for i in good]
+            vectors[good] = self.model._embed_pixels(pixels)  # the index's own model math
+        out = {k: v for k, v in batch.items() if k != "pixels"}
+        out["embedding"] = vectors
+        return out
+
+
+def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: str,
+            workers: int, batch_size: int) -> list[dict]:
+    """Embed ``items`` on Ray into ``writer``; the failures, as the in-process run lists them."""
+    connect(address)
+    if not items:
+        return []
+    import logging
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the command's output, not Ray's, on the terminal
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    spec = model.engine_choice
+    args = (name, spec.backend, spec.precision)
+    ds = ray.data.from_items([item.as_dict() for item in items],
+                             override_num_blocks=max(1, min(len(items) // batch_size, 200)))
+    ds = ds.map_batches(decode, fn_kwargs=dict(zip(("name", "backend", "precision"), args)),
+                        batch_size=batch_size, max_retries=3, retry_exceptions=True)
+    ds = ds.map_batches(Encoder, fn_constructor_args=args, batch_size=batch_size,
+                        concurrency=max(1, workers), num_cpus=1)
+    failures = []
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+        ok = [i for i, e in enumerate(batch["error"]) if not e]
+        rows = [Row(str(batch["id"][i]), str(batch["path"][i]), str(batch["hash"][i]),
+                    int(batch["size"][i]), int(batch["width"][i]), int(batch["height"][i]),
+                    str(batch["caption"][i]) or None) for i in ok]
+        writer.add(rows, np.asarray(batch["embedding"])[ok])
+        failures += [{"id": str(batch["id"][i]), "path": str(batch["path"][i]),
+                      "reason": str(batch["error"][i])}
+                     for i, e in enumerate(batch["error"]) if e]
+    return failures
