@@ -24,7 +24,7 @@ def embed(
                                          "(.txt, .csv or .parquet with a 'path' column, "
                                          "optional 'id' and 'caption'), WebDataset .tar shards."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the Parquet shards and "
-                             "manifest.json."),
+                             "_manifest.json."),
     model: str = ModelOption,
     ray: bool = typer.Option(False, "--ray", help="Run on Ray Data: a local Ray on this "
                              "machine's cores, or the cluster --ray-address names. Needs "
@@ -48,9 +48,9 @@ def embed(
     spec = engine_spec(backend, precision)
     ray_at = ray_address or ("local" if ray else None)
     if ray_at:
-        from vislang.embed.distributed import require_ray
+        from vislang.embed.distributed import connect
 
-        require_ray()  # a missing extra fails before the model loads
+        connect(ray_at)  # a missing extra or a silent cluster fails before the model loads
     clip = load_model(model, spec, quiet=json_out)
     summary = run_embed([str(s) for s in sources], out, clip, resume=resume,
                         batch_size=batch_size, rows_per_shard=shard_rows, ray=ray_at,
@@ -68,4 +68,4 @@ def embed(
     for failure in summary.failures[:20]:
         stdout.print(f"  failed: {failure['path']}: {failure['reason']}", highlight=False)
     if len(summary.failures) > 20:
-        stdout.print(f"  ... and {len(summary.failures) - 20} more (see manifest.json)")
+        stdout.print(f"  ... and {len(summary.failures) - 20} more (see _manifest.json)")

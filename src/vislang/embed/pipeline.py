@@ -66,7 +66,7 @@ def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
           *, resume: bool = False, batch_size: int = BATCH,
           rows_per_shard: int = ROWS_PER_SHARD, ray: str | None = None, workers: int = 1,
           model_name: str | None = None, progress: bool = False) -> EmbedSummary:
-    """Embed every image in ``sources`` into ``out`` (Parquet shards + manifest.json).
+    """Embed every image in ``sources`` into ``out`` (Parquet shards + _manifest.json).
 
     ``model``: a loaded ``ClipModel``. ``resume``: keep ``out``'s finished shards and embed
     only what they lack (refused when they hold another model's vectors). ``ray``: None for

@@ -2,7 +2,7 @@
 
     out/part-00000.parquet   id, path, hash, size, width, height, embedding, caption
     out/part-00001.parquet
-    out/manifest.json        model, model_key, dim, dtype, counts, failures, shards, version
+    out/_manifest.json       model, model_key, dim, dtype, counts, failures, shards, version
 
 A shard is written under a temporary name and renamed when complete, so a file named
 ``part-*.parquet`` is always whole; ``--resume`` trusts exactly those.
@@ -19,7 +19,7 @@ import numpy as np
 
 from vislang.errors import InputError
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"  # "_": Parquet readers skip it when reading the folder
 FORMAT = "vislang-embeddings/1"
 SHARD_GLOB = "part-*.parquet"
 
