@@ -48,6 +48,11 @@ def index(
                              "matches it; needs the OCR extra: pip install 'vislang[ocr]'."),
     status: bool = typer.Option(False, "--status", help="Show what the index holds; index "
                                 "nothing."),
+    watch: bool = typer.Option(False, "--watch", help="After indexing, keep watching the "
+                               "folders and index what appears, changes, moves or vanishes, in "
+                               "batches, until Ctrl-C."),
+    poll: bool = typer.Option(False, "--poll", help="With --watch: look for changes by polling "
+                              "(network shares, where the system sends no file events)."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     json_out: bool = JsonOption,
@@ -89,6 +94,47 @@ def index(
         stdout.print(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more (--json lists all)")
     if ocr:
         print_ocr_summary(read)
+    if watch:
+        _watch(index_path, model, spec, folders, exclude, hidden, poll, json_out)
+
+
+def _watch(index_path, model, spec, folders, exclude, hidden: bool, poll: bool,
+           json_out: bool) -> None:
+    """Index what changes under the folders, a batch at a time, until Ctrl-C."""
+    from vislang.search.watch import Watcher
+
+    def batch(summary, paths: int) -> None:
+        if json_out:
+            return print_json({"batch": paths, **summary.as_dict()})
+        stdout.print(f"{datetime.now():%H:%M:%S} {paths} changed path(s): added "
+                     f"{summary.added}, updated {summary.updated}, moved {summary.moved}, "
+                     f"removed {summary.removed}; embedded {summary.embedded} in "
+                     f"{summary.seconds:.1f} s", highlight=False)
+
+    def problem(line: str) -> None:
+        print(f"vislang index --watch: {line}", file=sys.stderr, flush=True)
+
+    with _open(index_path, model, spec) as idx:
+        roots = [os.path.abspath(f) for f in folders] if folders else idx.store.roots()
+        watcher = Watcher(idx, roots, exclude=exclude, hidden=hidden, poll=poll,
+                          on_batch=batch, on_problem=problem)
+        # Watch first, then catch up on what changed since the update above: nothing that
+        # happens in between is missed (a path seen twice is only looked at twice).
+        watcher.observe()
+        for root in roots:
+            watcher.queue(root, True, root)
+        watcher.work()
+        if not json_out:
+            stdout.print(f"watching {', '.join(_display(r) for r in roots)}"
+                         f"{' (polling)' if watcher.polling else ''}; Ctrl-C stops",
+                         highlight=False)
+        sys.stdout.flush()
+        try:
+            watcher.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.stop()
 
 
 def print_ocr_summary(read) -> None:

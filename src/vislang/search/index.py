@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vislang.errors import IndexBusyError, InputError
+from vislang.images import is_image_path
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
 from vislang.search import ann, keywords
@@ -250,6 +251,35 @@ class Index:
             for path in paths:
                 self.store.remove_root(path)
         return len(gone)
+
+    def refresh(self, paths: Iterable[str | os.PathLike], exclude: Sequence[str] = (),
+                hidden: bool = False) -> Summary:
+        """Bring these paths in line with the disk in one write: files (and everything under
+        folders) that exist are indexed when new or changed, those gone are forgotten, and a
+        content that left one path for another counts as a move. The roots stay as they are:
+        this is what a watcher calls with the paths its events named."""
+        started = time.perf_counter()
+        paths = sorted({_absolute(p) for p in paths})
+        summary = Summary()
+        with self.writing():
+            found: dict[str, FileStat] = {}
+            for path in paths:
+                if os.path.isdir(path):
+                    walked = walk(path, exclude, hidden)
+                    found.update((f.path, f) for f in walked.files)
+                    summary.skipped += walked.problems
+                elif is_image_path(path):
+                    try:
+                        info = os.stat(path)
+                    except OSError:  # gone: forgotten below
+                        continue
+                    if not os.path.isdir(path):
+                        found[path] = FileStat(path, info.st_size, info.st_mtime_ns)
+            self._sync_files(found, self.store.files_under(paths), summary, False)
+            self._embed_missing(summary, False)
+            summary.skipped += self._unusable(sorted(found))
+        summary.seconds = time.perf_counter() - started
+        return summary
 
     def _sync_files(self, found: dict[str, FileStat], known: dict[str, FileRow],
                     summary: Summary, progress: bool, forget_missing: bool = True) -> None:
