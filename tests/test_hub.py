@@ -34,7 +34,7 @@ def test_alias_loads_from_the_hub_cache_without_network(tiny_clip_dir, tmp_path)
         "import vislang\n"
         "m = vislang.load('ViT-B/32')\n"
         "print(m.model_key)\n"
-        "print({i.name: i.on_disk for i in vislang.available_models()})\n",
+        "print({i.name: i.on_disk for i in vislang.model_records()})\n",
         {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
     )
     assert out.returncode == 0, out.stderr

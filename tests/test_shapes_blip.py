@@ -33,7 +33,7 @@ def answerer(request):
 
 
 def test_listed_on_disk_and_loadable_by_name(captioner, answerer):
-    info = {m.name: m for m in vislang.available_models()}
+    info = {m.name: m for m in vislang.model_records()}
     for name in ("shapes-blip-caption", "shapes-blip-vqa"):
         assert info[name].on_disk and info[name].source == "vislang package"
     assert captioner.task == "caption" and answerer.task == "vqa"

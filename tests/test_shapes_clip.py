@@ -21,7 +21,7 @@ def model():
 
 
 def test_listed_and_on_disk_with_a_stable_key(model):
-    info = {m.name: m for m in vislang.available_models()}["shapes-clip"]
+    info = {m.name: m for m in vislang.model_records()}["shapes-clip"]
     assert info.on_disk and info.source == "vislang package"
     assert model.model_key == vislang.load("shapes-clip").model_key
     assert model.model_key.startswith("shapes-clip@")

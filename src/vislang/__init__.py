@@ -27,6 +27,8 @@ _LAZY = {
     "load": "vislang.models.clip",
     "ModelInfo": "vislang.models.registry",
     "available_models": "vislang.models.registry",
+    "available_blip_models": "vislang.models.registry",
+    "model_records": "vislang.models.registry",
     "tokenize": "vislang.models.tokenizer",
     "load_image": "vislang.images",
     "zeroshot": "vislang.zeroshot",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -49,8 +50,10 @@ def classify(
         from vislang.zeroshot import Classifier
 
         class_labels = _read_labels(labels, labels_file)  # bad input fails before model work
-        classifier = Classifier(load_model(model, spec, quiet=json_out), class_labels,
-                                templates)
+        clip = load_model(model, spec, quiet=json_out)
+        if note := clip.script_note(class_labels):  # e.g. Cyrillic labels, English-only model
+            print(note, file=sys.stderr)
+        classifier = Classifier(clip, class_labels, templates)
         class_names = classifier.labels
         embedded = _embed(classifier.model, images, progress=len(images) > 32)
         probs = classifier.probabilities(embedded.vectors)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vislang.errors import ImageLoadError, TokenizeError, UnsupportedModelError
 from vislang.images import load_image
-from vislang.models import openclip
+from vislang.models import naflex, openclip
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
@@ -30,7 +30,9 @@ from vislang.runtime.calibration import clip_inputs
 from vislang.runtime.protocols import ClipEngine
 from vislang.runtime.towers import trim_padding
 
-SUPPORTED_TYPES = ("clip", "siglip")
+SUPPORTED_TYPES = ("clip", "siglip", "siglip2")
+# Checkpoints whose image processor is NaFlex (variable patch grids): the torch engine only.
+NAFLEX_TYPES = ("siglip2",)
 ImageInput = str | os.PathLike | bytes | Image.Image
 
 
@@ -69,6 +71,8 @@ class ClipModel:
             config.text_config.projection_size or config.text_config.hidden_size
         )
         self._weights = weights
+        if self.kind in NAFLEX_TYPES:
+            engine = _torch_only(checkpoint.name, self.kind, engine)
         self.engine_choice = choose_spec(engine)
         key = engine_key(checkpoint.model_key, self.engine_choice.precision, calibration)
         self.engine: ClipEngine = create_engine(
@@ -108,6 +112,37 @@ class ClipModel:
         bias = getattr(self.hf_model, "logit_bias", None)
         return float(bias.detach()) if bias is not None else 0.0
 
+    @functools.cached_property
+    def multilingual(self) -> bool:
+        """Whether this model reads non-Latin scripts: the registry's table for the names it
+        lists, else whether the tokenizer covers at least three of the sample scripts."""
+        from vislang.models.registry import known_multilingual
+        from vislang.models.tokenizer import covered_scripts
+
+        known = known_multilingual(self.checkpoint.name)
+        return known if known is not None else len(covered_scripts(self.tokenizer)) >= 3
+
+    def reads(self, text: str) -> bool:
+        """False when ``text`` has letters of a non-Latin script and this model is
+        English-only: it still embeds such text, but as little more than noise."""
+        from vislang.models.tokenizer import scripts_in
+
+        return self.multilingual or not scripts_in(text)
+
+    def script_note(self, texts: str | Sequence[str]) -> str | None:
+        """A one-line note for stderr when a query is in a script this model does not read,
+        else None."""
+        from vislang.models.tokenizer import scripts_in
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if self.multilingual:
+            return None
+        scripts = sorted(set().union(*map(scripts_in, texts))) if texts else []
+        if not scripts:
+            return None
+        return (f"note: {self.checkpoint.name} reads English only; text in {', '.join(scripts)} "
+                "script will match poorly (a multilingual model: see `vislang models`)")
+
     def __repr__(self) -> str:
         return (f"ClipModel({self.model_key!r}, kind={self.kind!r}, dim={self.embed_dim}, "
                 f"engine={self.backend!r})")
@@ -125,7 +160,7 @@ class ClipModel:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         tok = self.tokenizer
-        if self.kind == "siglip":
+        if self.kind != "clip":  # SigLIP and SigLIP 2 pad to their fixed length
             return self._tokenize_siglip(texts, truncate)
         ids = tok([clean_text(t) for t in texts], add_special_tokens=False)["input_ids"]
         return frame(ids, texts, sot=tok.bos_token_id, eot=tok.eos_token_id,
@@ -261,8 +296,8 @@ class ClipModel:
             return None, error
 
 
-def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
-         precision: str = "fp32", mode: str = "throughput",
+def load(name_or_path: str, device: str | None = None, backend: str = "torch",
+         precision: str | None = None, mode: str = "throughput",
          calibration: Sequence[ImageInput] | None = None, *,
          engine: EngineSpec | None = None) -> ClipModel:
     """Load a CLIP or SigLIP checkpoint: an alias (``ViT-B/32``), a hub id, or a directory.
@@ -272,7 +307,14 @@ def load(name_or_path: str, device: str = "cpu", backend: str = "torch",
     the exact reference and the one that carries gradients. ``mode`` is ``"throughput"`` (bulk
     work) or ``"latency"`` (one query at a time); ``calibration`` images tune int8
     quantisation (default: generated shapes scenes).
+
+    As OpenAI's ``clip.load``: ``device`` defaults to ``"cuda"`` when torch sees a GPU, else
+    ``"cpu"``; ``precision`` defaults to fp16 on CUDA and fp32 on the CPU.
     """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision is None:
+        precision = "fp16" if str(device).startswith("cuda") else "fp32"
     spec = engine or EngineSpec(backend, precision, mode, device)
     checkpoint = locate(name_or_path)
     config = _load_config(checkpoint)
@@ -307,7 +349,31 @@ def _load_hf_model(checkpoint: Checkpoint):
         if openclip.is_openclip(checkpoint.path):
             return openclip.load_model(checkpoint.name, checkpoint.path,
                                        openclip.clip_config(checkpoint.name, checkpoint.path))
+        if _model_type(checkpoint) in NAFLEX_TYPES:  # takes packed NaFlex batches too
+            return naflex.packed_siglip2_class().from_pretrained(checkpoint.path,
+                                                                 dtype=torch.float32)
         return AutoModel.from_pretrained(checkpoint.path, dtype=torch.float32)
+
+
+def _model_type(checkpoint: Checkpoint) -> str | None:
+    import json
+
+    config = checkpoint.path / "config.json"
+    return json.loads(config.read_text()).get("model_type") if config.is_file() else None
+
+
+def _torch_only(name: str, kind: str, engine: EngineSpec) -> EngineSpec:
+    """NaFlex images are variable patch grids, which vislang's exported graphs (one fixed
+    picture size) cannot take: such a model runs on torch; "auto" picks it."""
+    import dataclasses
+
+    if engine.backend == "auto":
+        return dataclasses.replace(engine, backend="torch")
+    if engine.backend != "torch":
+        raise UnsupportedModelError(
+            f"{name} is a {kind} model: its NaFlex image inputs (variable patch grids) run on "
+            f"the torch backend only, not {engine.backend}; use --backend torch (or auto)")
+    return engine
 
 
 def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:
@@ -315,6 +381,9 @@ def _load_transform(checkpoint: Checkpoint, config) -> ImageTransform:
 
     if openclip.is_openclip(checkpoint.path):
         return openclip.image_transform(checkpoint.path, config)
+    if config.model_type in NAFLEX_TYPES:
+        return naflex.NaFlexTransform.from_processor(
+            AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil"))
     # backend="pil": the same numbers as the torchvision backend, which we do not depend on.
     if (checkpoint.path / "preprocessor_config.json").is_file():
         processor = AutoImageProcessor.from_pretrained(checkpoint.path, backend="pil")

@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+OPENCLIP_PREFIX, HF_HUB_PREFIX = "open_clip:", "hf-hub:"  # open_clip's own ways to name models
+
 # OpenAI's names for their CLIP checkpoints -> the same weights on the Hugging Face hub.
 ALIASES: dict[str, str] = {
     "ViT-B/32": "openai/clip-vit-base-patch32",
     "ViT-B/16": "openai/clip-vit-base-patch16",
     "ViT-L/14": "openai/clip-vit-large-patch14",
     "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
+    # Google's SigLIP 2 (Gemma's multilingual vocabulary; NaFlex images, torch engine only)
+    "siglip2-base": "google/siglip2-base-patch16-naflex",
+    "siglip2-so400m": "google/siglip2-so400m-patch16-naflex",
     # BLIP, for vislang.caption / vislang.ask (not vislang.load)
     "blip-caption": "Salesforce/blip-image-captioning-base",
     "blip-vqa": "Salesforce/blip-vqa-base",
@@ -46,11 +51,40 @@ SHIPPED: dict[str, str] = {
 }
 
 
+# The names above that are BLIP models, loaded by vislang.load_blip, not vislang.load.
+BLIP_NAMES = ("blip-caption", "blip-vqa", "shapes-blip-caption", "shapes-blip-vqa")
+
+# Checkpoints whose tokenizer reads many scripts (hub ids; a name above counts by its repo).
+# Every other listed name is English-only: OpenAI's BPE vocabulary (OpenAI and OpenCLIP
+# weights, shapes-clip) or BERT's (BLIP). Unlisted checkpoints are judged by their tokenizer
+# (``ClipModel.multilingual``).
+MULTILINGUAL: frozenset[str] = frozenset({
+    "google/siglip2-base-patch16-naflex", "google/siglip2-so400m-patch16-naflex",
+    "google/siglip2-base-patch16-224", "google/siglip2-base-patch16-256",
+    "google/siglip2-base-patch16-384", "google/siglip2-base-patch16-512",
+    "google/siglip2-large-patch16-256", "google/siglip2-so400m-patch14-224",
+    "google/siglip2-so400m-patch14-384", "google/siglip2-so400m-patch16-384",
+    "google/siglip2-giant-opt-patch16-256", "google/siglip-base-patch16-256-multilingual",
+})
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str  # what to pass to vislang.load
+    name: str  # what to pass to vislang.load (vislang.load_blip for family "blip")
     source: str  # hub id, or "vislang package" for shipped models
     on_disk: bool  # loadable right now without a network
+    family: str = "clip"  # "clip" (CLIP, SigLIP, SigLIP 2: vislang.load) or "blip"
+    multilingual: bool = False  # its tokenizer reads non-Latin scripts
+
+
+def known_multilingual(name: str) -> bool | None:
+    """True/False for a name or hub id this registry knows, None for any other."""
+    repo = ALIASES.get(name) or OPENCLIP_PRETRAINED.get(name.removeprefix(OPENCLIP_PREFIX))
+    repo = repo or name.removeprefix(HF_HUB_PREFIX)
+    if repo in MULTILINGUAL:
+        return True
+    known = set(ALIASES.values()) | set(OPENCLIP_PRETRAINED.values())
+    return False if name in SHIPPED or repo in known else None
 
 
 def shipped_path(name: str) -> Path:
@@ -75,8 +109,30 @@ def has_weights(path: Path) -> bool:
     return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
 
 
-def available_models() -> list[ModelInfo]:
-    """The names ``vislang.load`` knows, shipped models first, and whether each is on disk."""
-    shipped = [ModelInfo(n, "vislang package", shipped_path(n).is_dir()) for n in SHIPPED]
-    hub = [ModelInfo(n, repo, cached_snapshot(repo) is not None) for n, repo in ALIASES.items()]
-    return shipped + hub
+def available_models() -> list[str]:
+    """The model names ``vislang.load`` accepts, as OpenAI's ``clip.available_models()``:
+    shipped CLIP models, OpenAI's and Google's aliases, then the ``open_clip:ARCH/TAG`` names.
+    BLIP models are listed by ``available_blip_models()``; hub ids and folders work too."""
+    shipped = [n for n in SHIPPED if n not in BLIP_NAMES]
+    aliases = [n for n in ALIASES if n not in BLIP_NAMES]
+    return shipped + aliases + [OPENCLIP_PREFIX + n for n in OPENCLIP_PRETRAINED]
+
+
+def available_blip_models() -> list[str]:
+    """The model names ``vislang.load_blip`` (``caption``, ``ask``) accepts."""
+    return [n for n in (*SHIPPED, *ALIASES) if n in BLIP_NAMES]
+
+
+def model_records() -> list[ModelInfo]:
+    """Every listed name, CLIP family then BLIP, with its source, whether it is on disk and
+    whether it reads many scripts (what ``vislang models --json`` prints)."""
+    def record(name: str) -> ModelInfo:
+        family = "blip" if name in BLIP_NAMES else "clip"
+        multilingual = bool(known_multilingual(name))
+        if name in SHIPPED:
+            return ModelInfo(name, "vislang package", shipped_path(name).is_dir(), family,
+                             multilingual)
+        repo = ALIASES.get(name) or OPENCLIP_PRETRAINED[name.removeprefix(OPENCLIP_PREFIX)]
+        return ModelInfo(name, repo, cached_snapshot(repo) is not None, family, multilingual)
+
+    return [record(n) for n in (*available_models(), *available_blip_models())]

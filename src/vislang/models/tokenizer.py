@@ -121,3 +121,46 @@ def tokenize(
         context_length=context_length,
         truncate=truncate,
     )
+
+
+# -- scripts ------------------------------------------------------------------------------------
+# One short phrase per non-Latin script ("a dog on the beach" / "a photo of a cat"): a tokenizer
+# that reads them without unknown tokens, in no more tokens than characters, covers the script.
+SCRIPT_SAMPLES = {
+    "Cyrillic": "фотография кошки",
+    "Greek": "φωτογραφία μιας γάτας",
+    "CJK": "海滩上的狗的照片",
+    "Hangul": "고양이 사진",
+    "Arabic": "صورة قطة",
+}
+_SCRIPT_NAMES = {"CJK": "CJK", "HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "Hangul"}
+
+
+def scripts_in(text: str) -> set[str]:
+    """The non-Latin scripts of the letters in ``text`` (``{"Cyrillic", "CJK"}``); digits,
+    punctuation and Latin letters (accented ones too) count for none."""
+    import unicodedata
+
+    found = set()
+    for char in text:
+        if char < "\u0250" or not unicodedata.category(char).startswith("L"):
+            continue
+        first = unicodedata.name(char, "LATIN").split()[0]
+        if first not in ("LATIN", "FULLWIDTH", "HALFWIDTH", "MODIFIER"):
+            found.add(_SCRIPT_NAMES.get(first, first.title()))
+    return found
+
+
+def covered_scripts(tokenizer) -> set[str]:
+    """The scripts of ``SCRIPT_SAMPLES`` this tokenizer reads: no unknown token, and no more
+    tokens than characters (a byte-level vocabulary that spells a script byte by byte does
+    not read it). OpenAI's CLIP vocabulary is English-only whatever the count says."""
+    if len(tokenizer) == len(clip_tokenizer()) and "CLIP" in type(tokenizer).__name__:
+        return set()
+    unk = tokenizer.unk_token_id
+    covered = set()
+    for script, sample in SCRIPT_SAMPLES.items():
+        ids = tokenizer(sample, add_special_tokens=False)["input_ids"]
+        if unk not in ids and len(ids) <= len(sample.replace(" ", "")):
+            covered.add(script)
+    return covered
