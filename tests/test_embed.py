@@ -179,3 +179,21 @@ def test_cli_txt_list_and_tar_shard(model, gallery, tmp_path):
 def test_missing_source_is_an_input_error(model, tmp_path):
     with pytest.raises(InputError, match="no such file"):
         embed([tmp_path / "nope"], tmp_path / "out", model)
+
+
+def test_index_imports_shards_without_embedding_again(model, gallery, tmp_path):
+    from vislang.search import Index
+
+    root, paths = gallery
+    out = tmp_path / "out"
+    embed([root], out, model, rows_per_shard=8)
+    with Index.open(tmp_path / "idx", model) as index:
+        summary = index.import_embeddings(out)
+        assert summary.added == N and not summary.skipped
+        hits = index.search(image=str(paths[3]), k=1)
+        assert hits[0].path == str(paths[3]) and hits[0].score > 0.999
+        # The folder indexed afterwards: every file is known, nothing is embedded again.
+        update = index.update([root])
+        assert update.embedded == 0 and update.unchanged == N + 1 - update.added
+    with pytest.raises(InputError, match="not vislang embed output"):
+        Index.open(tmp_path / "idx2", model).import_embeddings(tmp_path)

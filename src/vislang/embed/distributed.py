@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import warnings
 from urllib.parse import urlparse
 
 import numpy as np
@@ -188,8 +189,10 @@ def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: s
     args = (name, spec.backend, spec.precision)
     ds = ray.data.from_items([item.as_dict() for item in items],
                              override_num_blocks=max(1, min(len(items) // batch_size, 200)))
-    ds = ds.map_batches(decode, fn_kwargs=dict(zip(("name", "backend", "precision"), args)),
-                        batch_size=batch_size, max_retries=3, retry_exceptions=True)
+    with warnings.catch_warnings():  # Ray 2.60 names no other way to retry a task's errors
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(decode, fn_kwargs=dict(zip(("name", "backend", "precision"), args)),
+                            batch_size=batch_size, max_retries=3, retry_exceptions=True)
     ds = ds.map_batches(Encoder, fn_constructor_args=args, batch_size=batch_size,
                         concurrency=max(1, workers), num_cpus=1)
     failures = []

@@ -31,7 +31,7 @@ from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
 from vislang.search import ann, keywords
 from vislang.search.query import Filters, Term, combine
-from vislang.search.scan import FileStat, read_content, walk
+from vislang.search.scan import FileStat, exif_time, read_content, walk
 from vislang.search.store import FileRow, ModelRow, Store, fold
 from vislang.settings import settings
 
@@ -278,6 +278,59 @@ class Index:
             self._sync_files(found, self.store.files_under(paths), summary, False)
             self._embed_missing(summary, False)
             summary.skipped += self._unusable(sorted(found))
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def import_embeddings(self, folder: str | os.PathLike) -> Summary:
+        """Make the images in ``vislang embed`` output (Parquet shards + _manifest.json, see
+        docs/scale.md) searchable without embedding them again: each row whose file is on this
+        machine, unchanged in size, becomes a file with its vector for the manifest's model.
+        Rows that are not (tar members, files moved or changed since) are skipped, with why.
+        A later ``vislang index`` of their folders finds them unchanged, vectors and all."""
+        import json
+
+        import pyarrow.parquet as pq
+
+        started = time.perf_counter()
+        source = Path(folder).expanduser()
+        try:
+            manifest = json.loads((source / "_manifest.json").read_text())
+            key, name, dim = manifest["model_key"], manifest["model"], int(manifest["dim"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{source} is not vislang embed output (its _manifest.json cannot "
+                             f"be read: {error})") from None
+        summary = Summary()
+        with self.writing():
+            row = self.store.ensure_model(key, name, dim)
+            if self.model_name is None:
+                self.model_name = name
+                self.store.set_meta("model", name)
+            for shard in manifest.get("shards", []):
+                table = pq.read_table(source / shard["file"],
+                                      columns=["path", "hash", "size", "embedding"])
+                files, hashes, vectors = [], [], []
+                for path, content, size, vector in zip(*(table.column(c).to_pylist()
+                                                         for c in table.column_names)):
+                    try:
+                        info = os.stat(path)
+                        with open(path, "rb") as file:
+                            head = file.read(1 << 17)
+                    except OSError:
+                        summary.skipped.append((path, "not a file on this machine"))
+                        continue
+                    if info.st_size != size:
+                        summary.skipped.append((path, "changed since it was embedded"))
+                        continue
+                    files.append(FileRow(path, size, info.st_mtime_ns, content,
+                                         exif_time(head) or info.st_mtime_ns / 1e9))
+                    hashes.append(content)
+                    vectors.append(vector)
+                if files:
+                    rows = np.asarray(vectors, np.float32).reshape(len(files), dim)
+                    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+                    self.store.put_files(files)
+                    self.store.put_vectors(row.id, hashes, rows)
+                    summary.added += len(files)
         summary.seconds = time.perf_counter() - started
         return summary
 

@@ -1,0 +1,88 @@
+"""vislang embed on Ray Data: the same ids and vectors as in-process, a transient fault retried.
+
+One local Ray cluster (2 CPUs) serves every test here; it starts once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vislang[scale]'")
+pq = pytest.importorskip("pyarrow.parquet", reason="pip install 'vislang[scale]'")
+
+import vislang  # noqa: E402
+from conftest import run_cli  # noqa: E402
+from test_embed import by_id, write_folder  # noqa: E402
+from vislang.embed import embed  # noqa: E402
+from vislang.embed.distributed import FAULT_ENV  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    import ray
+
+    marker = tmp_path_factory.mktemp("fault") / "fault-once"
+    os.environ[FAULT_ENV] = str(marker)  # workers inherit it: they start after ray.init
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield marker
+    ray.shutdown()
+    os.environ.pop(FAULT_ENV, None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vislang.load("shapes-clip")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-gallery")
+    paths = write_folder(root / "photos", 24, seed=99)
+    (root / "photos" / "broken.png").write_bytes(b"not an image")
+    shard = root / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i, path in enumerate(write_folder(root / "more", 8, seed=100)):
+            tar.add(path, arcname=f"key{i:03d}.png")
+    return [root / "photos", shard]
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        cosine = float(a[key] @ b[key] / np.linalg.norm(a[key]) / np.linalg.norm(b[key]))
+        assert cosine >= 0.9999, key
+
+
+def test_ray_matches_in_process(ray_cluster, model, sources, tmp_path):
+    local = embed(sources, tmp_path / "local", model, rows_per_shard=10)
+    on_ray = embed(sources, tmp_path / "ray", model, rows_per_shard=10, ray="local",
+                   workers=1, batch_size=8)
+    assert on_ray.runner == "ray" and on_ray.embedded == local.embedded == 32
+    assert [f["id"] for f in on_ray.failures] == [f["id"] for f in local.failures]
+    a, b = pq.read_table(tmp_path / "local"), pq.read_table(tmp_path / "ray")
+    _same(by_id(a), by_id(b))
+    key = lambda t: sorted(zip(*(t.column(c).to_pylist() for c in ("id", "path", "hash"))))  # noqa: E731
+    assert key(a) == key(b)
+
+
+def test_a_transient_fault_is_retried_without_loss_or_duplicates(ray_cluster, model, sources,
+                                                                 tmp_path):
+    ray_cluster.write_text("scene-005.png")  # the first decode of this image raises once
+    summary = embed(sources, tmp_path / "ray", model, rows_per_shard=7, ray="local",
+                    batch_size=4)
+    assert not ray_cluster.exists()  # the fault happened
+    ids = pq.read_table(tmp_path / "ray").column("id").to_pylist()
+    assert summary.embedded == len(ids) == len(set(ids)) == 32
+
+
+def test_a_silent_cluster_address_fails_fast(tmp_path):
+    started = time.monotonic()
+    result = run_cli("embed", tmp_path, "--out", tmp_path / "out", "--ray-address",
+                     "ray://127.0.0.1:9", timeout=60)
+    assert result.returncode == 2 and "no Ray cluster answers" in result.stderr
+    assert time.monotonic() - started < 30
