@@ -33,6 +33,12 @@ def serve(
                                   "Salesforce/blip-vqa-base."),
     max_queue: int = typer.Option(16, "--max-queue", min=1, help="Model jobs running or waiting "
                                   "before new requests get 503 + Retry-After."),
+    watch: bool = typer.Option(False, "--watch", help="Keep the index current while serving: "
+                               "files that appear, change, move or vanish under its folders "
+                               "are indexed in batches (GET /api/status shows what is "
+                               "pending)."),
+    poll: bool = typer.Option(False, "--poll", help="With --watch: poll for changes (network "
+                              "shares, where the system sends no file events)."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
 ) -> None:
@@ -54,7 +60,8 @@ def serve(
     folder = index_path or default_index_path()
     app = create_app(folder, model=model, caption_model=caption_model, vqa_model=vqa_model,
                      engine=spec, token=token, max_pending=max_queue,
-                     hosts=LOOPBACK_NAMES + (host,) if local else None)
+                     hosts=LOOPBACK_NAMES + (host,) if local else None, watch=watch,
+                     poll=poll)
     state = app.state.vislang
     with stderr.status(f"loading {state.services.index.model_name}..."):
         state.services.clip()  # fail now, not on the first request, if it cannot load
@@ -66,6 +73,14 @@ def serve(
     stats = state.services.index.stats()
     stdout.print(f"index {stats['path']}: {stats['files']} files under "
                  f"{len(stats['roots'])} folder(s), model {stats['model']}", highlight=False)
+    if state.watcher is not None:
+        state.watcher.on_problem = lambda line: stderr.print(f"watch: {line}", highlight=False,
+                                                             markup=False)
+        for line in state.watcher.problems:  # noted before the server started
+            stderr.print(f"watch: {line}", highlight=False, markup=False)
+        shown_roots = ", ".join(state.watcher.roots) or "no folders"
+        stdout.print(f"watching {shown_roots}{' (polling)' if state.watcher.polling else ''}",
+                     highlight=False)
     if local:
         stdout.print(f"open {url}  (this machine only{'; token required' if token else ''})",
                      highlight=False)

@@ -70,7 +70,9 @@ function pageRequest(offset) {
   const paging = `k=${PAGE}&offset=${offset}`;
   if (state.mode === "text") {
     const text = state.text ? `&text=${encodeURIComponent(state.text)}` : "";
-    return [`/api/search?q=${encodeURIComponent(state.q)}${text}&${paging}`, {}];
+    const q = state.q ? `q=${encodeURIComponent(state.q)}&` : "";
+    const filters = state.filters ? `&${state.filters}` : "";
+    return [`/api/search?${q}${paging}${text}${filters}`, {}];
   }
   if (state.mode === "image") {
     return [`/api/search/image?${paging}`, { method: "POST", body: form({ file: state.file }) }];
@@ -79,8 +81,9 @@ function pageRequest(offset) {
 }
 
 async function startSearch(mode, fields, label) {
-  Object.assign(state, { mode, q: "", text: "", file: null, path: null, items: [], more: false,
-                         current: -1 }, fields);
+  Object.assign(state, { mode, q: "", text: "", filters: "", file: null, path: null, items: [],
+                         more: false, current: -1 }, fields);
+  $("dups-view").hidden = true;
   state.generation += 1;
   $("results").replaceChildren();
   $("status").textContent = `Searching for ${label}…`;
@@ -283,14 +286,101 @@ function searchByFile(file) {
   startSearch("image", { file }, `images like ${file.name}`);
 }
 
+// -- filters and terms ------------------------------------------------------------------------
+function filterParams() {
+  const params = new URLSearchParams();
+  const value = (id) => $(id).value.trim();
+  for (const [id, name] of [["f-under", "under"], ["f-ext", "ext"], ["f-since", "since"],
+                            ["f-until", "until"], ["f-threshold", "threshold"]]) {
+    if (value(id)) params.set(name, value(id));
+  }
+  for (const [id, name] of [["f-add", "add"], ["f-sub", "sub"]]) {
+    for (const term of value(id).split(";").map((t) => t.trim()).filter(Boolean)) {
+      params.append(name, term);
+    }
+  }
+  return params.toString();
+}
+
+// -- near-duplicates: pick what to keep, list the rest (vislang deletes nothing) ---------------
+function formatSize(bytes) {
+  if (bytes == null) return "gone";
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes / 1e3)} kB`;
+}
+
+async function findDups() {
+  state.generation += 1;
+  $("results").replaceChildren();
+  $("more").hidden = true;
+  $("dups-groups").replaceChildren();
+  $("dups-out").value = "";
+  showError("");
+  const threshold = $("dups-threshold").value || "0.95";
+  $("status").textContent = `Looking for near-duplicates at ${threshold}…`;
+  let out;
+  try {
+    out = await api(`/api/dups?threshold=${encodeURIComponent(threshold)}`);
+  } catch (error) {
+    $("status").textContent = "";
+    showError(error.message);
+    return;
+  }
+  $("status").textContent = out.groups.length
+    ? `${out.groups.length} group(s) of near-duplicates` : "No near-duplicates at this threshold.";
+  out.groups.forEach((group, number) => {
+    const li = document.createElement("li");
+    li.className = "dup-group";
+    const list = document.createElement("ul");
+    list.className = "grid";
+    group.files.forEach((file, i) => {
+      const item = document.createElement("li");
+      const label = document.createElement("label");
+      const keep = document.createElement("input");
+      keep.type = "checkbox";
+      keep.className = "keep";
+      keep.checked = i === 0;  // the first of each group kept unless you choose otherwise
+      keep.dataset.path = file.path;
+      keep.setAttribute("aria-label", `keep ${file.path}`);
+      const img = document.createElement("img");
+      img.src = file.thumbnail;
+      img.alt = file.path.split("/").pop();
+      img.loading = "lazy";
+      const info = document.createElement("span");
+      info.className = "muted path";
+      const taken = file.taken ? new Date(file.taken * 1000).toISOString().slice(0, 10) : "";
+      info.textContent = `${file.path} · ${formatSize(file.size)} · ${taken}`;
+      label.append(keep, " keep", img, info);
+      item.append(label);
+      list.append(item);
+    });
+    li.append(list);
+    li.setAttribute("aria-label", `group ${number + 1}`);
+    $("dups-groups").append(li);
+  });
+}
+
+function listUnkept() {
+  const others = [...document.querySelectorAll("#dups-groups input.keep")]
+    .filter((box) => !box.checked).map((box) => box.dataset.path);
+  $("dups-out").value = $("dups-json").checked ? JSON.stringify(others, null, 1)
+    : others.join("\n");
+}
+
 function wire() {
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const q = $("q").value.trim();
-    if (!q) { showError("Type what you are looking for."); return; }
+    if (!q && !$("f-add").value.trim()) { showError("Type what you are looking for."); return; }
     const text = $("text-filter").value.trim();
-    startSearch("text", { q, text }, text ? `“${q}” with the text “${text}”` : `“${q}”`);
+    const filters = filterParams();
+    const label = (q ? `“${q}”` : "the added terms") + (text ? ` with the text “${text}”` : "")
+      + (filters ? " (filtered)" : "");
+    startSearch("text", { q, text, filters }, label);
   });
+  $("dups-open").addEventListener("click", () => { $("dups-view").hidden = false; findDups(); });
+  $("dups-form").addEventListener("submit", (event) => { event.preventDefault(); findDups(); });
+  $("dups-list").addEventListener("click", listUnkept);
+  $("dups-json").addEventListener("change", listUnkept);
   $("pick").addEventListener("change", () => {
     searchByFile($("pick").files[0]);
     $("pick").value = "";
