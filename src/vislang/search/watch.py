@@ -206,8 +206,13 @@ class Watcher:
         return batch
 
     def _index(self, batch: dict[str, bool]) -> None:
+        # A root gone as a whole (unmounted, moved away) keeps its entries: one status line
+        # says so; its files deleted one by one are forgotten one by one.
+        paths = [p for p in batch if p not in self.roots or os.path.isdir(p)]
+        if not paths:
+            return
         try:
-            summary = self.index.refresh(list(batch), self.exclude, self.hidden)
+            summary = self.index.refresh(paths, self.exclude, self.hidden)
         except IndexBusyError as error:
             self._problem(f"{error}; trying again in 2 s")
             with self._cond:
@@ -246,8 +251,8 @@ class Watcher:
 
     def _note_gone(self, root: str) -> None:
         self._gone.add(root)
-        self._problem(f"watched folder {root} is gone; its images stay in the index, and "
-                      "the other folders are still watched")
+        self._problem(f"watched folder {root} is gone; searches go on over what the index "
+                      "holds, and the other folders are still watched")
 
     def _problem(self, line: str) -> None:
         self.problems.append(line)
