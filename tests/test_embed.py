@@ -197,3 +197,13 @@ def test_index_imports_shards_without_embedding_again(model, gallery, tmp_path):
         assert update.embedded == 0 and update.unchanged == N + 1 - update.added
     with pytest.raises(InputError, match="not vislang embed output"):
         Index.open(tmp_path / "idx2", model).import_embeddings(tmp_path)
+
+
+def test_ray_absent_names_the_extra(monkeypatch):
+    import sys
+
+    from vislang.embed.distributed import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(InputError, match=r"pip install 'vislang\[scale\]'"):
+        require_ray()
