@@ -28,7 +28,7 @@ def embed(
     model: str = ModelOption,
     ray: bool = typer.Option(False, "--ray", help="Run on Ray Data: a local Ray on this "
                              "machine's cores, or the cluster --ray-address names. Needs "
-                             "pip install 'vislang[scale]'."),
+                             "pip install 'vislang\\[scale]'."),
     ray_address: str = typer.Option(None, "--ray-address", metavar="ADDRESS",
                                     help="Join this Ray cluster ('auto', host:6379 or "
                                     "ray://host:10001); implies --ray."),
