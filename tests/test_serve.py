@@ -663,7 +663,8 @@ def test_the_command_serves_on_the_loopback(gallery):
         url = re.search(r"http://\S+", lines[-1]).group(0)
         assert url.startswith("http://127.0.0.1:") and "this machine only" in lines[-1]
         assert f"{len(gallery.scenes)} files" in "".join(lines)
-        page = httpx.get(f"{url}/api/search", params={"q": "two red circles", "k": 2})
+        page = httpx.get(f"{url}/api/search", params={"q": "two red circles", "k": 2},
+                          timeout=300)  # a first search may export the text tower
         assert page.status_code == 200 and len(page.json()["results"]) == 2
     finally:
         process.terminate()

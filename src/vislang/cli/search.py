@@ -204,6 +204,9 @@ def search(
     with _open(index_path, model, spec) as idx:
         results = idx.search(text=query, image=image, k=top, add=add, sub=sub, filters=filters,
                              threshold=threshold, text_filter=text)
+        # the text query loaded the model: say so if it cannot read the query's script
+        if query and (note := idx.model("latency").script_note(query)):
+            print(note, file=sys.stderr)
     if json_out:
         return print_json([{"path": r.path, "score": round(r.score, 6), "caption": r.caption,
                             **({"ocr": r.ocr} if r.ocr else {})} for r in results])

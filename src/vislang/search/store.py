@@ -366,7 +366,10 @@ class Store:
         return out
 
     def ocr_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM ocr").fetchone()[0]
+        """Texts of contents some file still has: an edited image's old text is kept (its
+        content may come back) but is no longer one of the collection's."""
+        return self.db.execute("SELECT count(*) FROM ocr WHERE hash IN "
+                               "(SELECT hash FROM files)").fetchone()[0]
 
     def has_ocr(self) -> bool:
         """Whether any image's text is stored (an image with no text counts): asked on every
