@@ -32,8 +32,7 @@ from PIL import Image
 from vislang.errors import ImageLoadError, InputError
 from vislang.images import load_image
 from vislang.models.blip import CAPTION, VQA, BlipModel, load_blip
-from vislang.parallel import batched, ordered_map
-from vislang.progress import progress_bar
+from vislang.parallel import prepared_batches
 from vislang.settings import settings
 
 if TYPE_CHECKING:
@@ -102,24 +101,12 @@ def caption_batches(items: Iterable, blip: BlipModel, prompt: str | None = None,
     """
     blip.require(CAPTION)
     check_settings(beams, max_tokens)
-    items = list(items)
     image_of = source or (lambda item: item)
-
-    def load(item) -> tuple[object, torch.Tensor | None, ImageLoadError | None]:
-        try:
-            return item, blip.preprocess(load_for(blip, image_of(item))), None
-        except ImageLoadError as error:
-            return item, None, error
-
-    loaded = ordered_map(load, items, ahead=2 * batch_size)
-    with progress_bar(len(items), "captioning", enabled=progress and bool(items)) as advance:
-        for batch in batched(loaded, batch_size):
-            good = [(item, pixels) for item, pixels, _ in batch if pixels is not None]
-            captions = caption_pixels(blip, torch.stack([p for _, p in good]), prompt, beams,
-                                      max_tokens) if good else []
-            yield CaptionedBatch([item for item, _ in good], captions,
-                                 [(item, error) for item, _, error in batch if error])
-            advance(len(batch))
+    for batch in prepared_batches(items, lambda item: blip.preprocess(
+            load_for(blip, image_of(item))), batch_size, label="captioning", progress=progress):
+        captions = caption_pixels(blip, torch.stack(batch.values), prompt, beams,
+                                  max_tokens) if batch.values else []
+        yield CaptionedBatch(batch.items, captions, batch.failed)
 
 
 def caption_index(index: Index, blip: BlipModel, prompt: str | None = None, beams: int = 1,

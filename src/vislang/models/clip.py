@@ -22,8 +22,7 @@ from vislang.models import naflex, openclip
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
-from vislang.parallel import batched, ordered_map
-from vislang.progress import progress_bar
+from vislang.parallel import batched, prepared_batches
 from vislang.runtime import REFERENCE, EngineSpec, choose_spec, create_engine
 from vislang.runtime.cache import engine_key
 from vislang.runtime.calibration import clip_inputs
@@ -246,21 +245,10 @@ class ClipModel:
         can carry what the caller needs, e.g. ``(content hash, path)`` with ``source=lambda
         item: item[1]``. Decoding runs in worker threads, overlapped with inference.
         """
-        items = list(items)
         image_of = source or (lambda item: item)
-
-        def load(item) -> tuple[object, torch.Tensor | None, ImageLoadError | None]:
-            pixels, error = self._try_load(image_of(item))
-            return item, pixels, error
-
-        loaded = ordered_map(load, items, ahead=2 * batch_size)
-        with progress_bar(len(items), "embedding", enabled=progress) as advance:
-            for batch in batched(loaded, batch_size):
-                good = [(item, pixels) for item, pixels, _ in batch if pixels is not None]
-                yield EmbeddedBatch([item for item, _ in good],
-                                    self._embed_pixels([pixels for _, pixels in good]),
-                                    [(item, error) for item, _, error in batch if error])
-                advance(len(batch))
+        for batch in prepared_batches(items, lambda item: self._load_and_preprocess(
+                image_of(item)), batch_size, label="embedding", progress=progress):
+            yield EmbeddedBatch(batch.items, self._embed_pixels(batch.values), batch.failed)
 
     def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
         """Preprocessed images -> normalised ``float32`` rows (none -> ``[0, D]``)."""
@@ -288,12 +276,6 @@ class ClipModel:
 
     def _load_and_preprocess(self, source: ImageInput) -> torch.Tensor:
         return self.transform(load_image(source, min_side=self.transform.min_side))
-
-    def _try_load(self, source: ImageInput) -> tuple[torch.Tensor | None, ImageLoadError | None]:
-        try:
-            return self._load_and_preprocess(source), None
-        except ImageLoadError as error:
-            return None, error
 
 
 def load(name_or_path: str, device: str | None = None, backend: str = "torch",

@@ -18,8 +18,7 @@ from PIL import Image
 
 from vislang.errors import ImageLoadError
 from vislang.images import MAX_PIXELS, ImageSource, load_image
-from vislang.parallel import batched, ordered_map
-from vislang.progress import progress_bar
+from vislang.parallel import prepared_batches
 from vislang.textread.detect import PROBE_SIDE, Detector
 from vislang.textread.models import load_models
 from vislang.textread.recognize import LineText, Recognizer, crop_lines
@@ -110,23 +109,10 @@ class TextReader:
         runs. ``source(item)`` is the image an item stands for (default: the item itself), so
         items can carry what the caller needs, e.g. ``(file id, path)``. An unreadable image
         is a failure of its batch, never an exception."""
-        items = list(items)
         image_of = source or (lambda item: item)
-
-        def load(item) -> tuple[object, Page | None, ImageLoadError | None]:
-            try:
-                return item, self._load(image_of(item)), None
-            except ImageLoadError as error:
-                return item, None, error
-
-        loaded = ordered_map(load, items, ahead=2 * batch_size)
-        with progress_bar(len(items), "reading text", enabled=progress) as advance:
-            for batch in batched(loaded, batch_size):
-                good = [(item, page) for item, page, _ in batch if page is not None]
-                yield OcrBatch([item for item, _ in good],
-                               self._read_pages([page for _, page in good]),
-                               [(item, error) for item, _, error in batch if error])
-                advance(len(batch))
+        for batch in prepared_batches(items, lambda item: self._load(image_of(item)),
+                                      batch_size, label="reading text", progress=progress):
+            yield OcrBatch(batch.items, self._read_pages(batch.values), batch.failed)
 
     def _load(self, source: ImageSource) -> Page:
         image = load_image(source, max_pixels=self.max_pixels)
