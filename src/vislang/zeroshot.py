@@ -76,8 +76,8 @@ class Classifier:
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict(self, images: Iterable[ImageInput], top_k: int = 5, batch_size: int = 32,
-                progress: bool = False) -> list[list[Prediction]]:
+    def predict(self, images: Iterable[ImageInput], top_k: int = 5,
+                batch_size: int | None = None, progress: bool = False) -> list[list[Prediction]]:
         """Per image, the ``top_k`` most likely labels, best first."""
         features = self.model.embed_images(images, batch_size=batch_size, progress=progress)
         return top_predictions(self.probabilities(features), self.labels, top_k)

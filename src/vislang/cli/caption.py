@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from vislang.cli.common import (
+    DeviceOption,
     JsonOption,
     engine_spec,
     existing_files,
@@ -57,6 +58,7 @@ def caption(
     max_tokens: int = typer.Option(20, "--max-tokens", help="Most tokens to generate."),
     backend: str = BlipBackendOption,
     precision: str = BlipPrecisionOption,
+    device: str = DeviceOption,
     index: bool = typer.Option(False, "--index", help="Caption every image of a search index "
                                "that has no caption by this model yet, and store the captions: "
                                "vislang search then matches their words too."),
@@ -66,7 +68,7 @@ def caption(
     from vislang.captioning import caption as run_caption, check_settings
     from vislang.errors import InputError
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     name = model or settings().caption_model
     if index:
         if len(images or []) > 1:
@@ -121,12 +123,13 @@ def ask(
     max_tokens: int = typer.Option(10, "--max-tokens", help="Most tokens to generate."),
     backend: str = BlipBackendOption,
     precision: str = BlipPrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Answer a question about an image (BLIP visual question answering)."""
     from vislang.captioning import ask as run_ask, check_settings
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     existing_files([image])
     check_settings(beams, max_tokens)
     blip = _load(model or settings().vqa_model, spec, quiet=json_out)

@@ -11,6 +11,7 @@ from rich.table import Table
 from vislang.cli.common import (
     DEFAULT_MODEL,
     BackendOption,
+    DeviceOption,
     JsonOption,
     ModelOption,
     PrecisionOption,
@@ -39,11 +40,12 @@ def classify(
     templates: str = TemplatesOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Classify images zero-shot among LABELS, or with a trained linear probe."""
     existing_files(images)
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     if probe_file is not None:
         class_names, probs, embedded = _probe_probabilities(probe_file, images, model, spec)
     else:
@@ -128,6 +130,7 @@ def eval_zeroshot(
     templates: str = TemplatesOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table."""
@@ -137,7 +140,7 @@ def eval_zeroshot(
     from vislang.metrics import accuracy_report
     from vislang.zeroshot import Classifier
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     data = ImageFolder.open(folder)
     classifier = Classifier(load_model(model, spec, quiet=json_out), data.classes, templates)
     embedded = _embed(classifier.model, data.paths, progress=True)
@@ -169,6 +172,7 @@ def probe(
     model: str = ModelOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Linear-probe evaluation: logistic regression on image features, C swept on validation."""
@@ -178,7 +182,7 @@ def probe(
     from vislang.metrics import accuracy_report
     from vislang.probe import fit_probe
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     train_data, test_data = ImageFolder.open(train), ImageFolder.open(test)
     missing = sorted(set(test_data.classes) - set(train_data.classes))
     if missing:
@@ -209,13 +213,14 @@ def eval_retrieval(
     model: str = ModelOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Text -> image recall@1 / @5: each distinct caption must find an image it describes."""
     from vislang.metrics import text_to_image_recall
     from vislang.train.data import Problems, read_pairs
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     problems = Problems()
     data = read_pairs(pairs, problems)
     clip = load_model(model, spec, quiet=json_out)

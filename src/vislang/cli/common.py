@@ -25,6 +25,8 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on 
 BackendOption = typer.Option("auto", "--backend", help="Engine: auto, torch, openvino, onnx "
                              "(auto: the fastest installed; see `vislang info`).")
 PrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16, int8 or auto.")
+DeviceOption = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda "
+                            "when torch sees one, else cpu; OpenVINO runs on the CPU).")
 
 # Piped output is not a terminal: Rich would squeeze tables to 80 columns and cut file paths.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
@@ -46,12 +48,13 @@ def existing_files(paths: list[Path]) -> list[Path]:
 
 
 def engine_spec(backend: str = "auto", precision: str = "auto",
-                mode: str = "throughput") -> EngineSpec:
-    """A command's --backend and --precision as the one spec its models load with (on the CPU:
-    the command line offers no device). A bad name is an InputError here, before any work."""
-    from vislang.runtime import EngineSpec
+                mode: str = "throughput", device: str = "auto") -> EngineSpec:
+    """A command's --backend, --precision and --device as the one spec its models load with,
+    the device resolved ("auto" -> cuda or cpu). A bad name, or a CUDA device this machine
+    lacks, is an InputError here, before any work."""
+    from vislang.runtime import EngineSpec, resolve_device
 
-    return EngineSpec(backend, precision, mode, device="cpu")
+    return EngineSpec(backend, precision, mode, device=resolve_device(device))
 
 
 def load_model(name: str, spec: EngineSpec, quiet: bool = False):

@@ -8,7 +8,7 @@ import typer
 from platformdirs import user_cache_dir
 from rich.table import Table
 
-from vislang.cli.common import engine_spec, load_blip_model, load_model, stdout
+from vislang.cli.common import DeviceOption, engine_spec, load_blip_model, load_model, stdout
 
 DEMO_MODEL = "shapes-clip"
 QUERIES = ("a red circle and a blue square", "two blue triangles",
@@ -18,13 +18,14 @@ QUERIES = ("a red circle and a blue square", "two blue triangles",
 def demo(
     workdir: Path = typer.Option(Path(user_cache_dir("vislang")) / "demo", "--workdir",
                                  help="Where the demo writes its generated images."),
+    device: str = DeviceOption,
 ) -> None:
     """A tour on generated shape scenes with the shipped shapes-clip model, fully offline."""
     from vislang.datasets.shapes import write_dataset
     from vislang.models.clip import load
     from vislang.runtime.cpu import describe
 
-    spec = engine_spec()  # auto: the demo shows what this machine runs best
+    spec = engine_spec(device=device)  # auto: the demo shows what this machine runs best
     model = load_model(DEMO_MODEL, spec, quiet=True)
     stdout.print(f"model: [bold]{DEMO_MODEL}[/], a tiny CLIP vislang trained on generated "
                  "scenes of circles, squares and triangles in four colours "

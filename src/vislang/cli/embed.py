@@ -8,6 +8,7 @@ import typer
 
 from vislang.cli.common import (
     BackendOption,
+    DeviceOption,
     JsonOption,
     ModelOption,
     PrecisionOption,
@@ -36,16 +37,18 @@ def embed(
                                 "each with its own copy of the model."),
     resume: bool = typer.Option(False, "--resume", help="Keep the finished shards in --out "
                                 "and embed only what they lack."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per model call."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per model call "
+                                   "(default: 32 on the CPU, 256 on CUDA)."),
     shard_rows: int = typer.Option(50_000, "--shard-rows", min=1, help="Rows per shard."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Embed images in bulk into Parquet shards + a manifest (resumable; --ray to scale out)."""
     from vislang.embed import embed as run_embed
 
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     ray_at = ray_address or ("local" if ray else None)
     if ray_at:
         from vislang.embed.distributed import connect
@@ -53,7 +56,7 @@ def embed(
         connect(ray_at)  # a missing extra or a silent cluster fails before the model loads
     clip = load_model(model, spec, quiet=json_out)
     summary = run_embed([str(s) for s in sources], out, clip, resume=resume,
-                        batch_size=batch_size, rows_per_shard=shard_rows, ray=ray_at,
+                        batch_size=batch_size or clip.default_batch, rows_per_shard=shard_rows, ray=ray_at,
                         workers=workers, model_name=model,
                         progress=not json_out and stderr.is_terminal)
     if json_out:

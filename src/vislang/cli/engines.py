@@ -20,11 +20,19 @@ def info(json_out: bool = JsonOption) -> None:
     """This machine, the engines installed, what each can run, and what `auto` picks."""
     import torch
 
-    from vislang.runtime import BACKENDS, choose, installed, supported_precisions
+    from vislang.runtime import (
+        BACKENDS,
+        choose,
+        installed,
+        resolve_device,
+        supported_precisions,
+        why_device,
+    )
     from vislang.runtime.cache import cache_root, library_versions, list_entries
     from vislang.runtime.cpu import cpu_class, cpu_has_amx, cpu_has_bf16, describe
 
-    choice = choose("auto", "auto", "cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
+    choice = choose("auto", "auto", device)
     report = {
         "versions": library_versions() | {"python": platform.python_version()},
         "cpu": _cpu_name(), "cores": os.cpu_count(), "cpu_class": cpu_class(),
@@ -33,7 +41,8 @@ def info(json_out: bool = JsonOption) -> None:
         "backends": {b: {"installed": installed(b), "precisions": list(supported_precisions(b))}
                      for b in BACKENDS},
         "auto": {"backend": choice.backend, "precision": choice.precision,
-                 "reason": choice.reason},
+                 "reason": choice.reason, "device": device},
+        "auto_device": {"device": device, "reason": why_device(device)},
         "engine_cache": {"path": str(cache_root()), "entries": len(list_entries())},
     }
     if json_out:
@@ -48,6 +57,7 @@ def info(json_out: bool = JsonOption) -> None:
         table.add_row(name, "yes" if row["installed"] else "no",
                       ", ".join(row["precisions"]) or "-")
     stdout.print(table)
+    stdout.print(f"auto device: [bold]{device}[/] ({report['auto_device']['reason']})")
     stdout.print(f"auto picks [bold]{choice.backend}/{choice.precision}[/]: {choice.reason}")
     stdout.print(f"engine cache: {report['engine_cache']['path']} "
                  f"({report['engine_cache']['entries']} exports)")

@@ -9,6 +9,7 @@ import typer
 
 from vislang.cli.common import (
     BackendOption,
+    DeviceOption,
     JsonOption,
     ModelOption,
     PrecisionOption,
@@ -46,6 +47,7 @@ def saliency(
     model: str = ModelOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Draw where in IMAGE the QUERY matches: red above the whole image's match, blue below."""
@@ -53,7 +55,7 @@ def saliency(
         raise InputError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
     if (query is None) == (query_image is None):
         raise InputError('give exactly one of a QUERY text or --query-image PATH')
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     existing_files([image] + ([query_image] if query_image is not None else []))
     png = writable(output or Path(f"{image.stem}.saliency-{method}.png"), "--output")
     npy = writable(npy.with_suffix(".npy") if npy is not None else None, "--npy")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vislang.cli.common import (
     BackendOption,
+    DeviceOption,
     JsonOption,
     PrecisionOption,
     engine_spec,
@@ -55,12 +56,13 @@ def index(
                               "(network shares, where the system sends no file events)."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Index image folders for search: embeds new and changed files, forgets deleted ones."""
     # Only folders to add make a new index: --status, or an update of an index's own folders,
     # on a mistyped --index must not leave an empty one behind; nor must a mistyped folder.
-    spec = engine_spec(backend, precision)
+    spec = engine_spec(backend, precision, device=device)
     for folder in folders or []:
         if not folder.is_dir():
             from vislang.errors import InputError
@@ -181,6 +183,7 @@ def search(
     model: str = SearchModelOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
     paths_only: bool = typer.Option(False, "--paths", help="One path per line, for pipes. A "
                                     "path with a newline in it would read as two, so it is left "
                                     "out with a warning: use --null for those."),
@@ -192,7 +195,7 @@ def search(
     from vislang.errors import InputError
     from vislang.search.query import Filters, parse_date
 
-    spec = engine_spec(backend, precision, mode="latency")  # one query: answer it soonest
+    spec = engine_spec(backend, precision, "latency", device)  # one query: answer it soonest
     if json_out and (paths_only or null):
         raise InputError(f"--json and {'--null' if null else '--paths'} are two different "
                          "outputs; give one of them")
@@ -235,10 +238,11 @@ def dups(
                                     "images, never duplicates)."),
     index_path: Path = IndexOption,
     model: str = SearchModelOption,
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Groups of near-duplicate images in the index (copies, re-encodes, resizes, bursts)."""
-    with _open(index_path, model, engine_spec()) as idx:
+    with _open(index_path, model, engine_spec(device=device)) as idx:
         groups = idx.duplicates(threshold)
     if json_out:
         return print_json([[{"path": r.path, "score": round(r.score, 6)} for r in g]

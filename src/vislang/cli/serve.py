@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 
-from vislang.cli.common import BackendOption, PrecisionOption, engine_spec, stderr, stdout
+from vislang.cli.common import (
+    BackendOption,
+    DeviceOption,
+    PrecisionOption,
+    engine_spec,
+    stderr,
+    stdout,
+)
 from vislang.errors import InputError
 from vislang.settings import settings
 
@@ -41,9 +48,10 @@ def serve(
                               "shares, where the system sends no file events)."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
+    device: str = DeviceOption,
 ) -> None:
     """Serve the search API and web page: search, more like this, explain, caption, ask."""
-    spec = engine_spec(backend, precision, mode="latency")  # requests come one at a time
+    spec = engine_spec(backend, precision, "latency", device)  # requests come one at a time
     try:
         import uvicorn
 

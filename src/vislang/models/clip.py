@@ -28,6 +28,7 @@ from vislang.runtime.cache import engine_key
 from vislang.runtime.calibration import clip_inputs
 from vislang.runtime.protocols import ClipEngine
 from vislang.runtime.towers import trim_padding
+from vislang.settings import logger
 
 SUPPORTED_TYPES = ("clip", "siglip", "siglip2")
 # Checkpoints whose image processor is NaFlex (variable patch grids): the torch engine only.
@@ -51,6 +52,12 @@ class EmbeddedBatch:
     items: list  # the items that made rows, in input order
     vectors: np.ndarray  # float32[len(items), D]: their L2-normalised rows
     failed: list[tuple[object, ImageLoadError]]  # (item, why) for each that could not be read
+
+# Images per model call when the caller names none: a GPU is fed in bigger batches.
+CPU_BATCH, CUDA_BATCH = 32, 256
+# What a CUDA allocation failure raises (torch.OutOfMemoryError since 2.5; older: torch.cuda's).
+OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+log = logger("models")
 
 
 class ClipModel:
@@ -77,6 +84,17 @@ class ClipModel:
         self.engine: ClipEngine = create_engine(
             weights, config, key, self.engine_choice, engine,
             calibration=functools.partial(clip_inputs, self, calibration))
+        self._oom_cap: int | None = None  # the largest image batch that fit, after an OOM
+
+    @property
+    def device(self) -> str:
+        """What the engine runs on: "cpu", "cuda" or "cuda:N" (a spec's "auto" resolved)."""
+        return self.engine_choice.device
+
+    @property
+    def default_batch(self) -> int:
+        """Images per model call when none is named: 256 on CUDA, 32 on the CPU."""
+        return CUDA_BATCH if self.device.startswith("cuda") else CPU_BATCH
 
     @functools.cached_property
     def transform(self) -> ImageTransform:
@@ -204,13 +222,15 @@ class ClipModel:
     def embed_images(
         self,
         images: Iterable[ImageInput],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool = False,
     ) -> np.ndarray:
         """Files, bytes or PIL images -> L2-normalised ``float32[N, D]``.
 
         Decoding and preprocessing run in worker threads, overlapped with inference. A file
-        that cannot be read raises ``ImageLoadError`` naming it.
+        that cannot be read raises ``ImageLoadError`` naming it. ``batch_size`` defaults to
+        ``default_batch`` (256 on CUDA, 32 on the CPU); on CUDA, a batch that runs out of
+        memory is halved and retried.
         """
         chunks = [np.zeros((0, self.embed_dim), np.float32)]
         for batch in self.embed_batches(images, batch_size, progress=progress):
@@ -219,7 +239,7 @@ class ClipModel:
             chunks.append(batch.vectors)
         return np.concatenate(chunks)
 
-    def embed_readable(self, images: Iterable[ImageInput], batch_size: int = 32,
+    def embed_readable(self, images: Iterable[ImageInput], batch_size: int | None = None,
                        progress: bool = False) -> Embedded:
         """``embed_images`` for a collection that may hold unreadable files: each is skipped,
         with its reason, instead of stopping the whole run."""
@@ -234,7 +254,7 @@ class ClipModel:
             skipped += [(error.path, error.reason) for _, error in batch.failed]
         return Embedded(np.concatenate(chunks), kept, skipped)
 
-    def embed_batches(self, items: Iterable, batch_size: int = 32,
+    def embed_batches(self, items: Iterable, batch_size: int | None = None,
                       source: Callable[[object], ImageInput] | None = None,
                       progress: bool = False) -> Iterator[EmbeddedBatch]:
         """Embed ``items`` a batch at a time, yielding each batch's readable items, their
@@ -247,17 +267,40 @@ class ClipModel:
         """
         image_of = source or (lambda item: item)
         for batch in prepared_batches(items, lambda item: self._load_and_preprocess(
-                image_of(item)), batch_size, label="embedding", progress=progress):
+                image_of(item)), batch_size or self.default_batch, label="embedding",
+                progress=progress):
             yield EmbeddedBatch(batch.items, self._embed_pixels(batch.values), batch.failed)
 
     def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
         """Preprocessed images -> normalised ``float32`` rows (none -> ``[0, D]``)."""
         if not pixels:
             return np.zeros((0, self.embed_dim), np.float32)
-        # Entered per batch, never held across embed_batches' yield: inference mode is
-        # per-thread state and would leak into the caller's code between batches.
-        with torch.inference_mode():
-            return _normalize(self.encode_image(torch.stack(pixels))).float().cpu().numpy()
+        return np.concatenate(self._fitting_chunks(pixels))
+
+    def _fitting_chunks(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
+        """``pixels`` embedded in chunks the device has memory for: a chunk that raises CUDA's
+        out-of-memory error is halved and retried (down to one image, which re-raises), and
+        the halved size caps this model's later batches."""
+        chunks, start = [], 0
+        while start < len(pixels):
+            size = min(len(pixels) - start, self._oom_cap or len(pixels))
+            try:
+                # Entered per chunk, never held across embed_batches' yield: inference mode
+                # is per-thread state and would leak into the caller's code between batches.
+                with torch.inference_mode():
+                    features = self.encode_image(torch.stack(pixels[start:start + size]))
+                    chunks.append(_normalize(features).float().cpu().numpy())
+            except OOM:
+                if size == 1:
+                    raise
+                self._oom_cap = size // 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning("out of memory embedding %d images on %s: retrying %d at a time",
+                            size, self.device, self._oom_cap)
+                continue
+            start += size
+        return chunks
 
     def prepare(self) -> None:
         """Run the image tower once on a blank image. Weights load, and an engine exports or

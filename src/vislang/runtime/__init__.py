@@ -53,9 +53,10 @@ class EngineSpec:
     backend: str = "auto"  # auto, torch, openvino, onnx
     precision: str = "auto"  # auto, fp32, bf16, fp16, int8
     mode: str = "throughput"  # throughput (bulk work) or latency (one query at a time)
-    device: str = "cpu"  # cpu, cuda, cuda:N
+    device: str = "auto"  # auto (cuda when torch sees one, else cpu), cpu, cuda, cuda:N
 
     def __post_init__(self):
+        check_device_name(self.device)
         if self.backend not in ("auto", *BACKENDS):
             raise InputError(f"unknown backend {self.backend!r}; choose auto, "
                              f"{', '.join(BACKENDS)}")
@@ -66,7 +67,45 @@ class EngineSpec:
             raise InputError(f"unknown mode {self.mode!r}; choose throughput or latency")
 
 
-REFERENCE = EngineSpec("torch", "fp32")
+def check_device_name(device: str) -> None:
+    """Refuse a device that is none of auto, cpu, cuda, cuda:N (no torch needed to say so)."""
+    index = device[5:] if device.startswith("cuda:") else "0"
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:")
+                                                      and index.isdigit()):
+        raise InputError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The one rule for a device: "auto" is "cuda" when torch sees a CUDA device, else "cpu";
+    "cuda" / "cuda:N" must exist here (an InputError says so). OpenVINO runs on the CPU."""
+    check_device_name(device)
+    if device == "cpu":
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        return "cuda" if count else "cpu"
+    if not count:
+        raise InputError(f"no CUDA device: torch sees none; use --device cpu (asked for "
+                         f"{device})")
+    index = int(device[5:]) if device.startswith("cuda:") else 0
+    if index >= count:
+        raise InputError(f"no CUDA device {index}: torch sees {count} (cuda:0"
+                         + (f" to cuda:{count - 1}" if count > 1 else "") + ")")
+    return device
+
+
+def why_device(device: str) -> str:
+    """Why "auto" resolves to ``device``, for `vislang info`."""
+    if device == "cpu":
+        return "torch sees no CUDA device"
+    import torch
+
+    return f"torch sees {torch.cuda.device_count()} CUDA device(s): {torch.cuda.get_device_name(0)}"
+
+
+REFERENCE = EngineSpec("torch", "fp32", device="cpu")
 
 
 @dataclass(frozen=True)
@@ -74,6 +113,7 @@ class EngineChoice:
     backend: str
     precision: str
     reason: str
+    device: str = "cpu"  # the spec's device with "auto" resolved: what the engine runs on
 
 
 def installed(backend: str) -> bool:
@@ -123,7 +163,12 @@ AUTO: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") -> EngineChoice:
-    """Resolve "auto" and check the combination; raise InputError naming the way out."""
+    """Resolve "auto" (backend, precision and device) and check the combination; raise
+    InputError naming the way out. An explicit "cuda" is planned for, not looked for (that is
+    ``resolve_device``'s job at a front door)."""
+    check_device_name(device)
+    if device == "auto":
+        device = resolve_device(device)
     if backend not in ("auto", *BACKENDS):
         raise InputError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if precision not in ("auto", *PRECISIONS):
@@ -143,7 +188,7 @@ def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") 
         where = "CUDA" if device.startswith("cuda") else "this CPU"
         raise InputError(f"{backend} cannot run {precision} on {where}; it can run: "
                          f"{', '.join(supported)}" + _elsewhere(precision, device))
-    return EngineChoice(backend, precision, reason)
+    return EngineChoice(backend, precision, reason, device)
 
 
 def _auto(backend: str, precision: str, device: str) -> tuple[str, str, str]:
@@ -193,7 +238,7 @@ def create_engine(weights: Callable[[], torch.nn.Module], config, model_key: str
                   calibration: Callable[[], dict[str, list[np.ndarray]]] | None = None
                   ) -> ClipEngine:
     """The engine for a CLIP/SigLIP checkpoint, as ``choice`` (from ``choose_spec(spec)``)
-    says; ``spec`` gives the device and mode. ``weights()`` returns the transformers model;
+    says (its device has "auto" resolved); ``spec`` gives the mode. ``weights()`` returns the transformers model;
     exported engines call it only when an export is missing, so a cached engine starts
     without it. ``calibration()`` gives int8's inputs (``calibration.clip_inputs``) and is
     called only when an int8 export is made."""
@@ -201,7 +246,7 @@ def create_engine(weights: Callable[[], torch.nn.Module], config, model_key: str
     if choice.backend == "torch":
         from vislang.runtime.torch_engine import TorchEngine
 
-        return TorchEngine(weights(), spec.device, choice.precision)
+        return TorchEngine(weights(), choice.device, choice.precision)
     if choice.backend == "openvino":
         from vislang.runtime.openvino_engine import OpenVINOEngine
 
@@ -209,7 +254,7 @@ def create_engine(weights: Callable[[], torch.nn.Module], config, model_key: str
                               calibration)
     from vislang.runtime.onnx_engine import OnnxEngine
 
-    return OnnxEngine(weights, config, model_key, choice.precision, spec.device)
+    return OnnxEngine(weights, config, model_key, choice.precision, choice.device)
 
 
 # -- BLIP --------------------------------------------------------------------------------------
@@ -219,12 +264,13 @@ BLIP_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnx": ("fp32", "int8"
 
 def choose_blip(spec: EngineSpec) -> EngineChoice:
     """torch (any device), OpenVINO or ONNX Runtime (CPU); "auto" follows CLIP's rule."""
-    if spec.backend in BLIP_PRECISIONS and spec.device.startswith("cuda"):
+    device = resolve_device(spec.device) if spec.device == "auto" else spec.device
+    if spec.backend in BLIP_PRECISIONS and device.startswith("cuda"):
         raise InputError(f"BLIP runs on CUDA with the torch backend, not {spec.backend}")
     # What BLIP's graphs can be is checked before what this CPU can run: "not fp16" is the
     # answer on every machine, whatever the CPU's class.
     _check_blip_precision(spec.backend, spec.precision)
-    choice = choose_spec(spec)
+    choice = choose(spec.backend, spec.precision, device)
     _check_blip_precision(choice.backend, choice.precision)
     return choice
 
@@ -256,7 +302,7 @@ def create_blip_engine(weights: Callable[[], torch.nn.Module], model_key: str, t
         return OnnxBlipEngine(weights, model_key, task, choice.precision)
     from vislang.runtime.torch_blip import TorchBlipEngine
 
-    return TorchBlipEngine(weights, choice.precision, spec.device)
+    return TorchBlipEngine(weights, choice.precision, choice.device)
 
 
 def _log_choice(model_key: str, choice: EngineChoice) -> None:
@@ -274,7 +320,7 @@ def check_export(backend: str, precision: str, family: str = "clip") -> EngineCh
                          "openvino or onnx graphs")
     if backend not in EXPORT_BACKENDS:
         raise InputError(f"unknown backend {backend!r} for export; choose openvino or onnx")
-    spec = EngineSpec(backend, precision)
+    spec = EngineSpec(backend, precision, device="cpu")
     return choose_blip(spec) if family == "blip" else choose_spec(spec)
 
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # vislang.runtime imports torch, which a search process may n
 DB_NAME = "index.db"
 LOCK_NAME = "write.lock"
 HOLDER_NAME = "write.pid"  # the lock holder's pid, for the message a second writer gets
-BATCH = 32  # images per commit: a killed run loses at most this many embeddings
+BATCH = 32  # images per commit (more on CUDA): a killed run loses at most this many embeddings
 
 
 def default_index_path() -> Path:
@@ -385,7 +385,8 @@ class Index:
         if not todo:
             return 0
         done = 0
-        for batch in clip.embed_batches(todo, BATCH, source=lambda item: item[1],
+        size = max(BATCH, clip.default_batch)  # a GPU embeds (and commits) more at a time
+        for batch in clip.embed_batches(todo, size, source=lambda item: item[1],
                                         progress=progress):
             # one commit per batch: a killed run loses at most this batch
             self.store.put_vectors(row.id, [h for h, _ in batch.items], batch.vectors,
