@@ -207,3 +207,19 @@ def test_ray_absent_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(InputError, match=r"pip install 'vislang\[scale\]'"):
         require_ray()
+
+
+def test_cli_index_from_embeddings_then_search(model, gallery, tmp_path):
+    """vislang embed, then vislang index --from-embeddings: a searchable index, no model run."""
+    root, paths = gallery
+    out, idx = tmp_path / "out", tmp_path / "idx"
+    embed([root], out, model)
+    imported = run_cli("index", "--from-embeddings", out, "-i", idx, "--json")
+    assert imported.returncode == 0, imported.stderr
+    summary = json.loads(imported.stdout)
+    assert summary["added"] == N and summary["embedded"] == 0
+    found = run_cli("search", "--image", paths[5], "-i", idx, "-k", "1", "--json")
+    assert json.loads(found.stdout)[0]["path"] == str(paths[5]), found.stderr
+    mixed = run_cli("index", root, "--from-embeddings", out, "-i", tmp_path / "idx2")
+    assert mixed.returncode == 2 and "on its own" in mixed.stderr
+    assert not (tmp_path / "idx2").exists()

@@ -54,6 +54,9 @@ def index(
                                "batches, until Ctrl-C."),
     poll: bool = typer.Option(False, "--poll", help="With --watch: look for changes by polling "
                               "(network shares, where the system sends no file events)."),
+    from_embeddings: Path = typer.Option(None, "--from-embeddings", help="Make the images of "
+                                         "`vislang embed --out DIR` searchable from its shards, "
+                                         "without embedding them again (docs/scale.md)."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -68,9 +71,19 @@ def index(
             from vislang.errors import InputError
 
             raise InputError(f"no such folder: {folder}")
-    with _open(index_path, model, spec, create=bool(folders) and not status) as idx:
+    if from_embeddings is not None and (folders or status or ocr or watch or model):
+        from vislang.errors import InputError
+
+        raise InputError("--from-embeddings imports vislang embed output on its own, with the "
+                         "model it was embedded with; index folders, --ocr or --watch in a "
+                         "second run")
+    create = (bool(folders) or from_embeddings is not None) and not status
+    with _open(index_path, model, spec, create=create) as idx:
         if status:
             return _print_status(idx.stats(), json_out)
+        if from_embeddings is not None:  # the shards' model, named by their manifest
+            summary = idx.import_embeddings(from_embeddings)
+            return _print_summary(summary, json_out)
         if idx.model_name is None:
             idx.model_name = settings().model
         if ocr:  # fail before the embedding work when the OCR extra is missing
@@ -84,6 +97,17 @@ def index(
             read = ocr_index(idx, reader, progress=not json_out)
     if json_out:
         return print_json({**summary.as_dict(), **({"ocr": read.as_dict()} if ocr else {})})
+    _print_summary(summary, json_out)
+    if ocr:
+        print_ocr_summary(read)
+    if watch:
+        _watch(index_path, model, spec, folders, exclude, hidden, poll, json_out)
+
+
+def _print_summary(summary, json_out: bool) -> None:
+    """What an update or an import changed: a line for people, the record for --json."""
+    if json_out:
+        return print_json(summary.as_dict())
     stdout.print(f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
                  f"removed {summary.removed}, unchanged {summary.unchanged}, "
                  f"skipped {len(summary.skipped)}; "
@@ -94,10 +118,6 @@ def index(
         stdout.print(f"  skipped {path}: {reason}", highlight=False)
     if len(summary.skipped) > SKIPPED_SHOWN:
         stdout.print(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more (--json lists all)")
-    if ocr:
-        print_ocr_summary(read)
-    if watch:
-        _watch(index_path, model, spec, folders, exclude, hidden, poll, json_out)
 
 
 def _watch(index_path, model, spec, folders, exclude, hidden: bool, poll: bool,
