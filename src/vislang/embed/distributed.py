@@ -166,7 +166,7 @@ class Encoder:
         vectors = np.zeros((len(batch["id"]), self.model.embed_dim), np.float32)
         if good:
             pixels = [torch.from_numpy(np.ascontiguousarray(batch["pixels"][i])) for i in good]
-            vectors[good] = self.model._embed_pixels(pixels)  # the index's own model math
+            vectors[good] = self.model.embed_pixels(pixels)  # the index's own model math
         out = {k: v for k, v in batch.items() if k != "pixels"}
         out["embedding"] = vectors
         return out

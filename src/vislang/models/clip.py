@@ -269,10 +269,12 @@ class ClipModel:
         for batch in prepared_batches(items, lambda item: self._load_and_preprocess(
                 image_of(item)), batch_size or self.default_batch, label="embedding",
                 progress=progress):
-            yield EmbeddedBatch(batch.items, self._embed_pixels(batch.values), batch.failed)
+            yield EmbeddedBatch(batch.items, self.embed_pixels(batch.values), batch.failed)
 
-    def _embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
-        """Preprocessed images -> normalised ``float32`` rows (none -> ``[0, D]``)."""
+    def embed_pixels(self, pixels: list[torch.Tensor]) -> np.ndarray:
+        """Preprocessed images (``preprocess``) -> normalised ``float32`` rows (none ->
+        ``[0, D]``): the model math of ``embed_batches``, for callers that decode apart (a Ray
+        task feeding an encoder actor)."""
         if not pixels:
             return np.zeros((0, self.embed_dim), np.float32)
         return np.concatenate(self._fitting_chunks(pixels))
@@ -306,7 +308,7 @@ class ClipModel:
         """Run the image tower once on a blank image. Weights load, and an engine exports or
         compiles, on first use: this makes that happen now, so a caller timing loading apart
         from embedding (``vislang index``) counts it as loading."""
-        self._embed_pixels([self.preprocess(Image.new("RGB", (64, 64)))])
+        self.embed_pixels([self.preprocess(Image.new("RGB", (64, 64)))])
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Strings -> L2-normalised ``float32[N, D]``. Over-long text is truncated."""
