@@ -56,8 +56,8 @@ def embed(
         connect(ray_at)  # a missing extra or a silent cluster fails before the model loads
     clip = load_model(model, spec, quiet=json_out)
     summary = run_embed([str(s) for s in sources], out, clip, resume=resume,
-                        batch_size=batch_size or clip.default_batch, rows_per_shard=shard_rows, ray=ray_at,
-                        workers=workers, model_name=model,
+                        batch_size=batch_size or clip.default_batch,
+                        rows_per_shard=shard_rows, ray=ray_at, workers=workers, model_name=model,
                         progress=not json_out and stderr.is_terminal)
     if json_out:
         print_json(summary.as_dict())

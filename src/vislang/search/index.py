@@ -209,11 +209,7 @@ class Index:
         summary = Summary()
         with self.writing():
             self.store.add_roots(folders)
-            found: dict[str, FileStat] = {}
-            for folder in folders:
-                walked = walk(folder, exclude, hidden)
-                found.update((f.path, f) for f in walked.files)
-                summary.skipped += walked.problems
+            found = _walk_all(folders, exclude, hidden, summary)
             self._sync_files(found, self.store.files_under(folders), summary, progress)
             self._embed_missing(summary, progress)
             summary.skipped += self.store.unusable(folders)
@@ -262,19 +258,14 @@ class Index:
         paths = sorted({_absolute(p) for p in paths})
         summary = Summary()
         with self.writing():
-            found: dict[str, FileStat] = {}
+            found = _walk_all([p for p in paths if os.path.isdir(p)], exclude, hidden, summary)
             for path in paths:
-                if os.path.isdir(path):
-                    walked = walk(path, exclude, hidden)
-                    found.update((f.path, f) for f in walked.files)
-                    summary.skipped += walked.problems
-                elif is_image_path(path):
+                if path not in found and not os.path.isdir(path) and is_image_path(path):
                     try:
                         info = os.stat(path)
                     except OSError:  # gone: forgotten below
                         continue
-                    if not os.path.isdir(path):
-                        found[path] = FileStat(path, info.st_size, info.st_mtime_ns)
+                    found[path] = FileStat(path, info.st_size, info.st_mtime_ns)
             self._sync_files(found, self.store.files_under(paths), summary, False)
             self._embed_missing(summary, False)
             summary.skipped += self._unusable(sorted(found))
@@ -638,6 +629,18 @@ def _part_of_box(box: list, start: int, end: int, length: int) -> list[list[floa
 
     top, bottom = ((x0, y0), (x1, y1)), ((x3, y3), (x2, y2))
     return [along(*top, a), along(*top, b), along(*bottom, b), along(*bottom, a)]
+
+
+def _walk_all(folders: Sequence[str], exclude: Sequence[str], hidden: bool,
+              summary: Summary) -> dict[str, FileStat]:
+    """Every image file under ``folders`` by path; what could not be walked goes to
+    ``summary.skipped``."""
+    found: dict[str, FileStat] = {}
+    for folder in folders:
+        walked = walk(folder, exclude, hidden)
+        found.update((f.path, f) for f in walked.files)
+        summary.skipped += walked.problems
+    return found
 
 
 def _absolute(path: str | os.PathLike) -> str:
