@@ -180,8 +180,8 @@ def test_the_mapped_model_runs_on_onnx_runtime(pair):
     (dict(vision_cfg=dict(layers=[1, 1, 1, 1], width=64, image_size=64)), "ResNet image tower"),
     (dict(vision_cfg=dict(image_size=64, layers=2, width=128, patch_size=32,
                           attentional_pool=True)), "attentional pooling"),
-    (dict(text_cfg=dict(hf_model_name="xlm-roberta-base", hf_tokenizer_name="xlm-roberta-base")),
-     r"Hugging Face text tower \(xlm-roberta-base"),
+    (dict(vision_cfg=dict(image_size=64, layers=2, width=128, patch_size=32,
+                          ls_init_value=1e-5)), "layer scale in the image tower"),
     (dict(multimodal_cfg=dict(width=64)), "CoCa text decoder"),
 ])
 def test_an_unsupported_architecture_is_one_clear_line(tmp_path, change, message):

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vislang.errors import ImageLoadError, TokenizeError, UnsupportedModelError
 from vislang.images import load_image
-from vislang.models import naflex, openclip
+from vislang.models import naflex, openclip, openclip_hf
 from vislang.models.hub import Checkpoint, locate
 from vislang.models.tokenizer import clean_text, frame
 from vislang.models.transform import ImageTransform
@@ -72,8 +72,11 @@ class ClipModel:
         self.kind: str = config.model_type
         self._transform = transform
         self.tokenizer = tokenizer
-        self.context_length: int = config.text_config.max_position_embeddings
-        self.embed_dim: int = config.projection_dim if self.kind == "clip" else (
+        # OpenCLIP's Hugging Face text towers pad to its context length, not the tower's own
+        self.context_length: int = (config.context_length if self.kind == openclip_hf.KIND
+                                    else config.text_config.max_position_embeddings)
+        projected = self.kind in ("clip", openclip_hf.KIND)
+        self.embed_dim: int = config.projection_dim if projected else (
             config.text_config.projection_size or config.text_config.hidden_size
         )
         self._weights = weights
@@ -177,7 +180,9 @@ class ClipModel:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         tok = self.tokenizer
-        if self.kind != "clip":  # SigLIP and SigLIP 2 pad to their fixed length
+        if self.kind == openclip_hf.KIND:  # as OpenCLIP's HFTokenizer cleans text
+            texts = [openclip_hf.clean(t) for t in texts]
+        if self.kind != "clip":  # SigLIP, SigLIP 2 and OpenCLIP's HF towers pad to a fixed length
             return self._tokenize_siglip(texts, truncate)
         ids = tok([clean_text(t) for t in texts], add_special_tokens=False)["input_ids"]
         return frame(ids, texts, sot=tok.bos_token_id, eot=tok.eos_token_id,
@@ -209,6 +214,8 @@ class ClipModel:
         """
         if self.kind == "clip":
             tokens = trim_padding(tokens)
+        elif self.kind == openclip_hf.KIND:  # masked padding: trailing columns change nothing
+            tokens = trim_padding(tokens, pad=self.tokenizer.pad_token_id)
         return self.engine.encode_texts(tokens)
 
     def __call__(self, images: torch.Tensor, texts: torch.Tensor):
@@ -356,7 +363,7 @@ def _load_config(checkpoint: Checkpoint):
     from transformers import AutoConfig
 
     if openclip.is_openclip(checkpoint.path):  # OpenCLIP's own layout, mapped onto CLIPModel
-        return openclip.clip_config(checkpoint.name, checkpoint.path)
+        return openclip.model_config(checkpoint.name, checkpoint.path)
     config = AutoConfig.from_pretrained(checkpoint.path)
     if config.model_type not in SUPPORTED_TYPES:
         raise UnsupportedModelError(
@@ -375,7 +382,7 @@ def _load_hf_model(checkpoint: Checkpoint):
     with torch.inference_mode(False):
         if openclip.is_openclip(checkpoint.path):
             return openclip.load_model(checkpoint.name, checkpoint.path,
-                                       openclip.clip_config(checkpoint.name, checkpoint.path))
+                                       openclip.model_config(checkpoint.name, checkpoint.path))
         if _model_type(checkpoint) in NAFLEX_TYPES:  # takes packed NaFlex batches too
             return naflex.packed_siglip2_class().from_pretrained(checkpoint.path,
                                                                  dtype=torch.float32)
@@ -426,8 +433,8 @@ def _load_tokenizer(checkpoint: Checkpoint, config):
 
     from vislang.models.tokenizer import clip_tokenizer
 
-    if openclip.is_openclip(checkpoint.path):  # clip_config admits OpenAI's vocabulary only
-        return clip_tokenizer()
+    if openclip.is_openclip(checkpoint.path):  # OpenAI's vocabulary, or the HF tower's own
+        return openclip.tokenizer(config)
     if any((checkpoint.path / f).is_file() for f in ("tokenizer.json", "vocab.json", "spiece.model")):
         return AutoTokenizer.from_pretrained(checkpoint.path)
     if config.model_type == "clip" and config.text_config.vocab_size == len(clip_tokenizer()):

@@ -5,9 +5,11 @@ An OpenCLIP hub repo (or folder) holds ``open_clip_config.json`` -- ``model_cfg`
 the weights as ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``. When the image
 tower is OpenCLIP's ViT and the text tower OpenAI's causal transformer, the model is exactly a
 transformers ``CLIPModel``: this module builds its ``CLIPConfig`` and renames the weights, so the
-model then runs on every engine like any CLIP. Anything else (timm, ConvNeXt, EVA or ResNet
-image towers, attentional pooling, Hugging Face text towers such as XLM-R, CoCa decoders, layer
-scale, custom attention blocks) is refused with one ``UnsupportedModelError`` line.
+model then runs on every engine like any CLIP. A Hugging Face text tower
+(``text_cfg.hf_model_name``: the multilingual XLM-RoBERTa CLIPs, NLLB-CLIP) pairs the same ViT
+with that transformers model: ``vislang.models.openclip_hf``. Anything else (timm, ConvNeXt,
+EVA or ResNet image towers, attentional pooling, CoCa decoders, layer scale, custom attention
+blocks) is refused with one ``UnsupportedModelError`` line.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ def read_config(directory: Path) -> dict:
     return data
 
 
+def model_config(name: str, directory: Path):
+    """The config vislang runs an OpenCLIP checkpoint with: a ``CLIPConfig`` for OpenAI-style
+    text towers, an ``openclip_hf.HFTextClipConfig`` for Hugging Face ones (XLM-R, NLLB)."""
+    if read_config(directory)["model_cfg"].get("text_cfg", {}).get("hf_model_name"):
+        from vislang.models import openclip_hf  # it builds on this module
+
+        return openclip_hf.hf_text_clip_config(name, directory)
+    return clip_config(name, directory)
+
+
 def clip_config(name: str, directory: Path):
     """The ``transformers.CLIPConfig`` of an OpenCLIP checkpoint, or ``UnsupportedModelError``
     naming what the mapping does not cover."""
@@ -64,13 +76,11 @@ def clip_config(name: str, directory: Path):
     data = read_config(directory)
     cfg = data["model_cfg"]
     vision, text = dict(cfg.get("vision_cfg", {})), dict(cfg.get("text_cfg", {}))
-    problems = _unsupported(cfg, vision, text) + _unsupported_preprocess(data["preprocess_cfg"])
-    if problems:
-        raise UnsupportedModelError(
-            f"{name} is an OpenCLIP checkpoint with {'; '.join(problems)}: vislang maps only "
-            "ViT image towers with OpenAI-style text towers onto CLIP")
-    act = "quick_gelu" if cfg.get("quick_gelu", False) else "gelu"
-    v_width, t_width = vision.get("width", 768), text.get("width", 512)
+    problems = (unsupported_vision(cfg, vision) + _unsupported_text(text)
+                + unsupported_preprocess(data["preprocess_cfg"]))
+    refuse(name, problems)
+    act = activation(cfg)
+    t_width = text.get("width", 512)
     return CLIPConfig(
         text_config=dict(
             vocab_size=text.get("vocab_size", VOCAB_SIZE),
@@ -81,16 +91,34 @@ def clip_config(name: str, directory: Path):
             max_position_embeddings=text.get("context_length", 77),
             hidden_act=act, layer_norm_eps=_eps(text),
             bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID),
-        vision_config=dict(
-            hidden_size=v_width,
-            intermediate_size=int(v_width * vision.get("mlp_ratio", 4.0)),
-            num_hidden_layers=vision.get("layers", 12),
-            num_attention_heads=v_width // vision.get("head_width", 64),
-            image_size=_side(vision.get("image_size", 224)),
-            patch_size=_side(vision.get("patch_size", 16)),
-            hidden_act=act, layer_norm_eps=_eps(vision)),
+        vision_config=vision_config(vision, act),
         projection_dim=cfg["embed_dim"],
     )
+
+
+def refuse(name: str, problems: list[str]) -> None:
+    """One ``UnsupportedModelError`` line listing ``problems``, if there are any."""
+    if problems:
+        raise UnsupportedModelError(
+            f"{name} is an OpenCLIP checkpoint with {'; '.join(problems)}: vislang maps only "
+            "ViT image towers with OpenAI-style or Hugging Face (XLM-R, NLLB) text towers")
+
+
+def activation(cfg: dict) -> str:
+    return "quick_gelu" if cfg.get("quick_gelu", False) else "gelu"
+
+
+def vision_config(vision: dict, act: str) -> dict:
+    """``CLIPVisionConfig`` arguments for OpenCLIP's ViT ``vision_cfg``."""
+    width = vision.get("width", 768)
+    return dict(
+        hidden_size=width,
+        intermediate_size=int(width * vision.get("mlp_ratio", 4.0)),
+        num_hidden_layers=vision.get("layers", 12),
+        num_attention_heads=width // vision.get("head_width", 64),
+        image_size=_side(vision.get("image_size", 224)),
+        patch_size=_side(vision.get("patch_size", 16)),
+        hidden_act=act, layer_norm_eps=_eps(vision))
 
 
 def _side(value) -> int:
@@ -101,8 +129,9 @@ def _eps(tower: dict) -> float:
     return float((tower.get("norm_kwargs") or {}).get("eps", 1e-5))
 
 
-def _unsupported(cfg: dict, vision: dict, text: dict) -> list[str]:
-    """What in ``model_cfg`` CLIPModel cannot hold, in words; empty when it maps exactly."""
+def unsupported_vision(cfg: dict, vision: dict) -> list[str]:
+    """What in ``model_cfg`` and its image tower CLIP's ViT cannot hold, in words; empty when
+    it maps exactly."""
     out: list[str] = []
     if cfg.get("multimodal_cfg"):
         out.append("a CoCa text decoder (multimodal_cfg)")
@@ -131,10 +160,12 @@ def _unsupported(cfg: dict, vision: dict, text: dict) -> list[str]:
         if vision.get("width", 768) % vision.get("head_width", 64):
             out.append("an image tower width that is not a multiple of its head width")
         out += _block_problems("image", vision)
-    # text tower
-    if text.get("hf_model_name"):
-        out.append(f"a Hugging Face text tower ({text['hf_model_name']}; e.g. multilingual XLM-R)")
-        return out
+    return out
+
+
+def _unsupported_text(text: dict) -> list[str]:
+    """What in an OpenAI-style ``text_cfg`` CLIP's text transformer cannot hold, in words."""
+    out: list[str] = []
     if text.get("hf_tokenizer_name"):
         out.append(f"a non-OpenAI tokenizer ({text['hf_tokenizer_name']})")
     if text.get("tokenizer_kwargs") or text.get("tokenizer_mode"):
@@ -168,7 +199,7 @@ def _block_problems(tower: str, cfg: dict) -> list[str]:
     return out
 
 
-def _unsupported_preprocess(pre: dict) -> list[str]:
+def unsupported_preprocess(pre: dict) -> list[str]:
     out = []
     if pre.get("resize_mode", "shortest") not in ("shortest", "squash"):
         out.append(f"resize_mode {pre['resize_mode']!r} (padding to a square)")
@@ -196,13 +227,30 @@ def image_transform(directory: Path, config):
 
 
 def load_model(name: str, directory: Path, config):
-    """A float32 ``CLIPModel`` holding the checkpoint's OpenCLIP weights."""
+    """A float32 model holding the checkpoint's OpenCLIP weights: a ``CLIPModel``, or an
+    ``openclip_hf.HFTextClipModel`` for a Hugging Face text tower."""
     from transformers import CLIPModel
 
+    if config.model_type != "clip":
+        from vislang.models import openclip_hf
+
+        return openclip_hf.load_model(name, directory, config)
     state = convert_state_dict(read_weights(directory), config, name)
     model = CLIPModel(config)
     model.load_state_dict(state, strict=False)  # strict on everything but position_ids buffers
     return model.eval()
+
+
+def tokenizer(config):
+    """The checkpoint's tokenizer: OpenAI's BPE (which vislang ships) for a CLIP text tower,
+    the Hugging Face tower's own otherwise."""
+    if config.model_type != "clip":
+        from vislang.models import openclip_hf
+
+        return openclip_hf.tokenizer(config)
+    from vislang.models.tokenizer import clip_tokenizer
+
+    return clip_tokenizer()
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -222,6 +270,77 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
         f"{directory} has {CONFIG_FILE} but no weights ({' or '.join(WEIGHT_FILES)})")
 
 
+class WeightMap:
+    """OpenCLIP tensors placed under transformers names, each remembering where it came from,
+    so that a misfit is reported by the name the user's file has."""
+
+    def __init__(self, state: dict[str, torch.Tensor], name: str):
+        self.state, self.name = state, name
+        self.out: dict[str, tuple[str, torch.Tensor]] = {}  # HF name -> (OpenCLIP name, tensor)
+        self.used: set[str] = set()
+
+    def take(self, src: str, dst: str, transpose: bool = False) -> None:
+        if src not in self.state:
+            raise UnsupportedModelError(
+                f"{self.name}: the weights have no {src!r}, which {dst} needs")
+        self.used.add(src)
+        tensor = self.state[src]
+        self.out[dst] = (src, tensor.T if transpose else tensor)
+
+    def blocks(self, src: str, dst: str, layers: int) -> None:
+        """OpenCLIP's residual attention blocks -> CLIP encoder layers (q, k, v split)."""
+        for i in range(layers):
+            s, d = f"{src}.resblocks.{i}", f"{dst}.layers.{i}"
+            for part in ("weight", "bias"):
+                key = f"{s}.attn.in_proj_{part}"
+                if key not in self.state:
+                    raise UnsupportedModelError(f"{self.name}: the weights have no {key!r}")
+                self.used.add(key)
+                for proj, chunk in zip("qkv", self.state[key].chunk(3, dim=0)):
+                    self.out[f"{d}.self_attn.{proj}_proj.{part}"] = (key, chunk)
+                self.take(f"{s}.attn.out_proj.{part}", f"{d}.self_attn.out_proj.{part}")
+                self.take(f"{s}.ln_1.{part}", f"{d}.layer_norm1.{part}")
+                self.take(f"{s}.ln_2.{part}", f"{d}.layer_norm2.{part}")
+                self.take(f"{s}.mlp.c_fc.{part}", f"{d}.mlp.fc1.{part}")
+                self.take(f"{s}.mlp.c_proj.{part}", f"{d}.mlp.fc2.{part}")
+
+    def vision(self, prefix: str, layers: int) -> None:
+        """OpenCLIP's ViT (``visual.*``) -> ``{prefix}vision_model.*`` and
+        ``{prefix}visual_projection``, the names CLIPModel and CLIPVisionModelWithProjection
+        share."""
+        v = f"{prefix}vision_model"
+        self.take("visual.conv1.weight", f"{v}.embeddings.patch_embedding.weight")
+        self.take("visual.class_embedding", f"{v}.embeddings.class_embedding")
+        self.take("visual.positional_embedding", f"{v}.embeddings.position_embedding.weight")
+        self.blocks("visual.transformer", f"{v}.encoder", layers)
+        for part in ("weight", "bias"):
+            self.take(f"visual.ln_pre.{part}", f"{v}.pre_layrnorm.{part}")
+            self.take(f"visual.ln_post.{part}", f"{v}.post_layernorm.{part}")
+        self.take("visual.proj", f"{prefix}visual_projection.weight", transpose=True)
+
+    def checked(self, model: torch.nn.Module, covers: str) -> dict[str, torch.Tensor]:
+        """The mapped tensors, after checking that every OpenCLIP tensor has a place (``covers``
+        says what the mapping covers, for the error) and every place of ``model`` (built on the
+        meta device) one tensor of its shape."""
+        unmapped = [k for k in self.state if k not in self.used and not k.endswith("attn_mask")]
+        if unmapped:
+            raise UnsupportedModelError(
+                f"{self.name}: weight {unmapped[0]!r} has no place in the mapped model "
+                f"({len(unmapped)} such; the mapping covers {covers} only)")
+        for dst, param in model.state_dict().items():
+            if dst not in self.out:
+                if dst.endswith(("position_ids", "token_type_ids")):  # buffers, not weights
+                    continue
+                raise UnsupportedModelError(f"{self.name}: no OpenCLIP weight maps to {dst}")
+            src, tensor = self.out[dst]
+            if tuple(tensor.shape) != tuple(param.shape):
+                raise UnsupportedModelError(
+                    f"{self.name}: weight {src!r} has shape {tuple(self.state[src].shape)}, "
+                    f"which does not fit {dst} {tuple(param.shape)} as {CONFIG_FILE} describes "
+                    "the model")
+        return {dst: tensor.float().contiguous() for dst, (_, tensor) in self.out.items()}
+
+
 def convert_state_dict(state: dict[str, torch.Tensor], config, name: str = "checkpoint"
                        ) -> dict[str, torch.Tensor]:
     """OpenCLIP names -> transformers' CLIPModel names, every tensor checked against the shape
@@ -230,63 +349,15 @@ def convert_state_dict(state: dict[str, torch.Tensor], config, name: str = "chec
 
     # CustomTextCLIP keeps its text tower under "text."; CLIP keeps it at the top level.
     t = "text." if any(k.startswith("text.") for k in state) else ""
-    out: dict[str, tuple[str, torch.Tensor]] = {}  # HF name -> (OpenCLIP name, tensor)
-    used: set[str] = set()
-
-    def take(src: str, dst: str, transpose: bool = False) -> None:
-        if src not in state:
-            raise UnsupportedModelError(f"{name}: the weights have no {src!r}, which {dst} needs")
-        used.add(src)
-        tensor = state[src]
-        out[dst] = (src, tensor.T if transpose else tensor)
-
-    def blocks(src: str, dst: str, layers: int) -> None:
-        for i in range(layers):
-            s, d = f"{src}.resblocks.{i}", f"{dst}.layers.{i}"
-            for part in ("weight", "bias"):
-                key = f"{s}.attn.in_proj_{part}"
-                if key not in state:
-                    raise UnsupportedModelError(f"{name}: the weights have no {key!r}")
-                used.add(key)
-                for proj, chunk in zip("qkv", state[key].chunk(3, dim=0)):
-                    out[f"{d}.self_attn.{proj}_proj.{part}"] = (key, chunk)
-                take(f"{s}.attn.out_proj.{part}", f"{d}.self_attn.out_proj.{part}")
-                take(f"{s}.ln_1.{part}", f"{d}.layer_norm1.{part}")
-                take(f"{s}.ln_2.{part}", f"{d}.layer_norm2.{part}")
-                take(f"{s}.mlp.c_fc.{part}", f"{d}.mlp.fc1.{part}")
-                take(f"{s}.mlp.c_proj.{part}", f"{d}.mlp.fc2.{part}")
-
-    v = "vision_model"
-    take("visual.conv1.weight", f"{v}.embeddings.patch_embedding.weight")
-    take("visual.class_embedding", f"{v}.embeddings.class_embedding")
-    take("visual.positional_embedding", f"{v}.embeddings.position_embedding.weight")
-    blocks("visual.transformer", f"{v}.encoder", config.vision_config.num_hidden_layers)
+    weights = WeightMap(state, name)
+    weights.vision("", config.vision_config.num_hidden_layers)
     for part in ("weight", "bias"):
-        take(f"visual.ln_pre.{part}", f"{v}.pre_layrnorm.{part}")
-        take(f"visual.ln_post.{part}", f"{v}.post_layernorm.{part}")
-        take(f"{t}ln_final.{part}", f"text_model.final_layer_norm.{part}")
-    take("visual.proj", "visual_projection.weight", transpose=True)
-    take(f"{t}token_embedding.weight", "text_model.embeddings.token_embedding.weight")
-    take(f"{t}positional_embedding", "text_model.embeddings.position_embedding.weight")
-    blocks(f"{t}transformer", "text_model.encoder", config.text_config.num_hidden_layers)
-    take(f"{t}text_projection", "text_projection.weight", transpose=True)
-    take("logit_scale", "logit_scale")
-
-    unmapped = [k for k in state if k not in used and not k.endswith("attn_mask")]
-    if unmapped:
-        raise UnsupportedModelError(
-            f"{name}: weight {unmapped[0]!r} has no place in a CLIP model "
-            f"({len(unmapped)} such; the mapping covers ViT + OpenAI-style text towers only)")
+        weights.take(f"{t}ln_final.{part}", f"text_model.final_layer_norm.{part}")
+    weights.take(f"{t}token_embedding.weight", "text_model.embeddings.token_embedding.weight")
+    weights.take(f"{t}positional_embedding", "text_model.embeddings.position_embedding.weight")
+    weights.blocks(f"{t}transformer", "text_model.encoder", config.text_config.num_hidden_layers)
+    weights.take(f"{t}text_projection", "text_projection.weight", transpose=True)
+    weights.take("logit_scale", "logit_scale")
     with torch.device("meta"):
-        expected = {k: v.shape for k, v in CLIPModel(config).state_dict().items()}
-    for dst, shape in expected.items():
-        if dst not in out:
-            if dst.endswith("position_ids"):
-                continue
-            raise UnsupportedModelError(f"{name}: no OpenCLIP weight maps to {dst}")
-        src, tensor = out[dst]
-        if tuple(tensor.shape) != tuple(shape):
-            raise UnsupportedModelError(
-                f"{name}: weight {src!r} has shape {tuple(state[src].shape)}, which does not fit "
-                f"{dst} {tuple(shape)} as {CONFIG_FILE} describes the model")
-    return {dst: tensor.float().contiguous() for dst, (_, tensor) in out.items()}
+        model = CLIPModel(config)
+    return weights.checked(model, "ViT + OpenAI-style text towers")

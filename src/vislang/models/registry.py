@@ -37,6 +37,13 @@ OPENCLIP_PRETRAINED: dict[str, str] = {
     "ViT-bigG-14/laion2b_s39b_b160k": "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
     "ViT-L-14-quickgelu/dfn2b": "apple/DFN2B-CLIP-ViT-L-14",
     "ViT-H-14-quickgelu/dfn5b": "apple/DFN5B-CLIP-ViT-H-14",
+    # multilingual: XLM-RoBERTa and NLLB text towers (vislang.models.openclip_hf)
+    "xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k":
+        "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k",
+    "xlm-roberta-large-ViT-H-14/frozen_laion5b_s13b_b90k":
+        "laion/CLIP-ViT-H-14-frozen-xlm-roberta-large-laion5B-s13B-b90k",
+    "nllb-clip-base/v1": "visheratin/nllb-clip-base-oc",
+    "nllb-clip-large/v1": "visheratin/nllb-clip-large-oc",
 }
 
 # Models trained by this project and shipped inside the package (folder under assets/models).
@@ -65,6 +72,9 @@ MULTILINGUAL: frozenset[str] = frozenset({
     "google/siglip2-large-patch16-256", "google/siglip2-so400m-patch14-224",
     "google/siglip2-so400m-patch14-384", "google/siglip2-so400m-patch16-384",
     "google/siglip2-giant-opt-patch16-256", "google/siglip-base-patch16-256-multilingual",
+    "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k",
+    "laion/CLIP-ViT-H-14-frozen-xlm-roberta-large-laion5B-s13B-b90k",
+    "visheratin/nllb-clip-base-oc", "visheratin/nllb-clip-large-oc",
 })
 
 

@@ -92,25 +92,30 @@ MULTILINGUAL_SENTENCES = [
 ]
 
 
-def small_tokenizer(sentences: list[str], vocab_size: int = 400):
+def small_tokenizer(sentences: list[str], vocab_size: int = 400, xlmr: bool = False):
     """A BPE tokenizer trained (``tokenizers``, in memory) on ``sentences``: lower-cased NFKC,
-    ``<unk>`` for characters it never saw, ``</s>`` after each text, ``<pad>`` to pad."""
+    ``<unk>`` for characters it never saw, ``</s>`` after each text, ``<pad>`` to pad.
+    ``xlmr``: XLM-RoBERTa's layout instead (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3,
+    each text framed ``<s> ... </s>``), for OpenCLIP's XLM-R text towers."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import BpeTrainer
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "</s>"]
+    specials = ["<s>", "<pad>", "</s>", "<unk>"] if xlmr else ["<pad>", "<unk>", "</s>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.train_from_iterator(sentences, BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                   show_progress=False))
+    single = "<s> $A </s>" if xlmr else "$A </s>"
     tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+        single=single, special_tokens=[(t, tok.token_to_id(t)) for t in specials
+                                       if t in single.split()])
     # Padded on the right, as SigLIP's text was in training (its tower reads the last position).
+    extra = dict(bos_token="<s>") if xlmr else {}
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
-                                   eos_token="</s>", padding_side="right")
+                                   eos_token="</s>", padding_side="right", **extra)
 
 
 def _text_config(tokenizer, max_len: int = 16) -> dict:

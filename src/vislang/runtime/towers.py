@@ -111,14 +111,14 @@ def tower(hf_model, name: str) -> torch.nn.Module:
     return (ImageTower if name == "image" else TextTower)(hf_model).eval()
 
 
-def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
-    """Drop the all-padding columns at the end of a zero-padded CLIP token batch.
+def trim_padding(tokens: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """Drop the all-padding columns at the end of a padded token batch (CLIP pads with 0).
 
-    CLIP's text tower is causal and reads the end token, so the columns after the longest text
-    cannot change any feature; cutting 77 columns to ~12 makes short prompts several times
-    cheaper to encode.
+    CLIP's text tower is causal and reads the end token, and a masked tower (OpenCLIP's XLM-R)
+    ignores padding, so the columns after the longest text cannot change any feature; cutting
+    77 columns to ~12 makes short prompts several times cheaper to encode.
     """
-    used = (tokens != 0).any(dim=0).nonzero()
+    used = (tokens != pad).any(dim=0).nonzero()
     return tokens[:, : int(used[-1]) + 1] if len(used) else tokens[:, :1]
 
 
