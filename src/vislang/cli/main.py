@@ -13,6 +13,7 @@ from vislang.cli import (
     demo,
     embed,
     engines,
+    feedback,
     models,
     ocr,
     saliency,
@@ -44,6 +45,8 @@ app.command("caption")(caption.caption)
 app.command("ask")(caption.ask)
 app.command("ocr")(ocr.ocr)
 app.add_typer(classify.eval_app, name="eval")
+classify.eval_app.command("feedback")(feedback.eval_feedback)
+app.add_typer(feedback.feedback_app, name="feedback")
 app.command("train")(train.train)
 app.command("shapes")(shapes.shapes)
 app.command("demo")(demo.demo)

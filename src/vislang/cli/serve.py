@@ -46,6 +46,10 @@ def serve(
                                "pending)."),
     poll: bool = typer.Option(False, "--poll", help="With --watch: poll for changes (network "
                               "shares, where the system sends no file events)."),
+    feedback: bool = typer.Option(True, "--feedback/--no-feedback", help="Record text "
+                                  "searches and the results opened or marked 'this one' in "
+                                  "the index, for vislang train --feedback-from (vislang "
+                                  "feedback clear erases them). --no-feedback records nothing."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -69,7 +73,7 @@ def serve(
     app = create_app(folder, model=model, caption_model=caption_model, vqa_model=vqa_model,
                      engine=spec, token=token, max_pending=max_queue,
                      hosts=LOOPBACK_NAMES + (host,) if local else None, watch=watch,
-                     poll=poll)
+                     poll=poll, feedback=feedback)
     state = app.state.vislang
     with stderr.status(f"loading {state.services.index.model_name}..."):
         state.services.clip()  # fail now, not on the first request, if it cannot load
@@ -89,6 +93,9 @@ def serve(
         shown_roots = ", ".join(state.watcher.roots) or "no folders"
         stdout.print(f"watching {shown_roots}{' (polling)' if state.watcher.polling else ''}",
                      highlight=False)
+    stdout.print("searches and clicks are recorded locally in the index; vislang feedback "
+                 "clear erases them" if feedback else "searches and clicks are not recorded",
+                 highlight=False)
     if local:
         stdout.print(f"open {url}  (this machine only{'; token required' if token else ''})",
                      highlight=False)

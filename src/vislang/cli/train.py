@@ -7,15 +7,24 @@ from pathlib import Path
 import typer
 
 from vislang.cli.common import JsonOption, print_json, stderr, stdout
+from vislang.errors import InputError
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Pairs: a .jsonl or .csv of (image, caption), "
-                              "or an ImageFolder (captions from class names)."),
+    data: Path = typer.Option(None, "--data", help="Pairs: a .jsonl or .csv of (image, "
+                              "caption), or an ImageFolder (captions from class names). "
+                              "Optional with feedback."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (save_pretrained layout)."),
     init: str = typer.Option(None, "--init", help="Start from this checkpoint (name/hub id/dir)."),
     config: str = typer.Option(None, "--config", help="Start from scratch: tiny or small."),
     feedback: Path = typer.Option(None, "--feedback", help="JSONL of {query, clicked, shown}."),
+    feedback_from: Path = typer.Option(None, "--feedback-from", help="An index whose server "
+                                       "recorded searches and clicks (vislang serve): train on "
+                                       "them, holding some out for vislang eval feedback."),
+    feedback_held_out: float = typer.Option(0.2, "--feedback-held-out", min=0.0, max=0.9,
+                                            help="With --feedback-from: the fraction of "
+                                            "searches held out (saved in OUT/"
+                                            "feedback_heldout.json)."),
     steps: int = typer.Option(1000, "--steps", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=2),
     lr: float = typer.Option(5e-4, "--lr"),
@@ -36,6 +45,12 @@ def train(
     from vislang.train import TrainConfig
     from vislang.train import train as run_training
 
+    if feedback is not None and feedback_from is not None:
+        raise InputError("give --feedback FILE or --feedback-from INDEX, not both")
+    held_out: list[int] = []
+    if feedback_from is not None:
+        feedback, held_out = _index_feedback(feedback_from, feedback_held_out, seed)
+
     settings = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                            warmup=warmup, grad_clip=grad_clip, freeze=freeze, precision=precision,
                            checkpoint_every=checkpoint_every, eval_fraction=eval_fraction,
@@ -43,6 +58,10 @@ def train(
     report = run_training(data, out, settings, init=init, arch=config, feedback=feedback,
                           resume=resume, progress=not json_out,
                           log=lambda line: stderr.print(line, highlight=False))
+    if feedback_from is not None:
+        from vislang.train.feedback import save_held_out
+
+        report["feedback_held_out"] = str(save_held_out(out, feedback_from, held_out))
     if json_out:
         print_json(report | {"out": str(out)})
         return
@@ -54,3 +73,22 @@ def train(
         if key in report:
             stdout.print(f"held-out {key}: [bold]{report[key]:.1%}[/]")
     stdout.print(f"evaluation saved to {out / 'eval.json'}")
+    if feedback_from is not None:
+        stdout.print(f"{len(held_out)} searches held out, listed in "
+                     f"{report['feedback_held_out']}: measure them with vislang eval feedback "
+                     f"--index {feedback_from} --model {out}", highlight=False)
+
+
+def _index_feedback(folder: Path, fraction: float, seed: int):
+    """The index's recorded feedback for training, and the held-out search ids."""
+    from vislang.train.feedback import read_index_feedback
+
+    found = read_index_feedback(folder, fraction, seed)
+    summary = found.export.summary()
+    stderr.print(f"feedback from {folder}: {summary['records']} searches with a chosen result "
+                 f"({len(found.held_out)} held out); skipped {summary['missing_ids']} results no "
+                 f"longer in the index", highlight=False)
+    if not found.train:
+        raise InputError(f"every recorded search of {folder} is held out; record more "
+                         "searches or lower --feedback-held-out")
+    return found.train, found.held_out

@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 import vislang
@@ -61,7 +62,7 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
                limits: Limits = Limits(), token: str | None = None,
                hosts: tuple[str, ...] | None = LOOPBACK_NAMES, max_pending: int = 16,
                thumbnails: str | os.PathLike | None = None, watch: bool = False,
-               poll: bool = False) -> FastAPI:
+               poll: bool = False, feedback: bool = True) -> FastAPI:
     """The web app over the index at ``index`` (a folder ``vislang index`` wrote).
 
     ``engine``: what every model of the server (search, caption, VQA) runs on.
@@ -72,10 +73,12 @@ def create_app(index: str | os.PathLike | Index, *, model=None, caption_model: s
     ``watch``: keep the index current while serving (a background thread indexes the files
     that appear, change, move or vanish under the index's folders, in batches); ``poll``:
     look for changes by polling instead of the operating system's events.
+    ``feedback``: record text searches and the results opened or marked "this one" in the
+    index's database (vislang feedback export reads them; False records nothing).
     """
     check_token(token)  # first: a guessable token is an error, not a false safety
     services = Services(_open_index(index, model, engine), limits, engine, caption_model,
-                        vqa_model)
+                        vqa_model, feedback=feedback)
     state = State(services, limits, Roots(services.roots),
                   Thumbnails(Path(thumbnails) if thumbnails else _thumbnail_dir(), limits.pixels),
                   WorkQueue("model", 1, max_pending),
@@ -267,12 +270,30 @@ def _text(value: str, what: str, limit: int) -> str:
 
 
 def _page_of(results: list[Result], query: str | None, k: int, offset: int,
-             more: bool) -> schemas.SearchPage:
+             more: bool, search_id: int | None = None,
+             ids: dict[str, str] | None = None) -> schemas.SearchPage:
+    ids = ids or {}
     hits = [schemas.Hit(path=r.path, score=r.score, taken=r.taken,
                         caption=getattr(r, "caption", None), ocr=getattr(r, "ocr", None),
                         thumbnail=f"/api/thumbnail?path={quote(r.path)}&size=256",
-                        image=f"/api/image?path={quote(r.path)}") for r in results]
-    return schemas.SearchPage(query=query, offset=offset, k=k, results=hits, more=more)
+                        image=f"/api/image?path={quote(r.path)}", id=ids.get(r.path))
+            for r in results]
+    return schemas.SearchPage(query=query, offset=offset, k=k, results=hits, more=more,
+                              search_id=search_id)
+
+
+async def read_small_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes before more is read: the
+    guard's bound is sized for image uploads, far above what a click needs."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is over the limit of {limit:,} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is over the limit of {limit:,} bytes")
+    return body
 
 
 # -- the API -------------------------------------------------------------------------------------
@@ -351,7 +372,7 @@ def _api(app: FastAPI, state: State) -> None:
         found = await run(lambda: services.search(
             *page, text=q, text_filter=text, filters=filters, threshold=threshold,
             add=[confined_term(t) for t in add], sub=[confined_term(t) for t in sub]))
-        return _page_of(found.results, q, *page, found.more)
+        return _page_of(found.results, q, *page, found.more, found.search_id, found.ids)
 
     @app.get("/api/dups", response_model=schemas.DupsOut, responses=PROBLEMS, tags=["search"])
     async def dups(threshold: float = Query(0.95, ge=0.0, le=1.0, description="Cosine "
@@ -437,6 +458,28 @@ def _api(app: FastAPI, state: State) -> None:
         predictions = await run(lambda: services.classify(image.load(state)[0], names))
         return {"predictions": predictions, "model": services.index.model_name}
 
+    feedback_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schemas.FeedbackIn.model_json_schema()}}}}
+
+    @app.post("/api/feedback", response_model=schemas.FeedbackOut, responses=PROBLEMS,
+              tags=["search"], openapi_extra=feedback_body)
+    async def feedback(request: Request):
+        """Record that a result of a recorded search was opened or marked "this one". A click
+        on a search or result the index does not know is ignored and counted, not an error:
+        the file may have gone since the search. 404 under vislang serve --no-feedback."""
+        if services.feedback is None:
+            raise NotFound("searches are not recorded: this server runs with --no-feedback")
+        body = await read_small_body(request, limits.feedback_bytes)
+        try:
+            click = schemas.FeedbackIn.model_validate_json(body)
+        except ValidationError as error:
+            # located as FastAPI locates a body's errors, so the message names the field
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                          for e in error.errors()]) from None
+        ignored = await state.file_queue.run(
+            lambda: services.record_click(click.search_id, click.id, click.kind))
+        return {"recorded": ignored is None, "ignored": ignored}
+
     @app.get("/api/status", response_model=schemas.StatusOut, tags=["index"])
     async def status():
         """The index (roots, counts, models), the models in use, the limits, the queues."""
@@ -445,7 +488,7 @@ def _api(app: FastAPI, state: State) -> None:
                            "max_pending": q.max_pending}
                   for q in (state.model_queue, state.file_queue)}
         return {**out, "limits": limits.as_dict(), "queues": queues,
-                "auth": state.token is not None,
+                "auth": state.token is not None, "feedback": services.feedback is not None,
                 "watch": state.watcher.status() if state.watcher is not None else None}
 
 

@@ -20,6 +20,7 @@ class Limits:
     label_chars: int = 100
     saliency_side: int = 768  # saliency runs on the image shrunk to this longest side
     crops: int = 500  # saliency method crops: most crops per request
+    feedback_bytes: int = 1024  # a click's JSON body is ~100 bytes; more is not a click
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

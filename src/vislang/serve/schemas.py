@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
@@ -33,6 +35,8 @@ class Hit(BaseModel):
                                        "that the query's words or the text filter matched.")
     thumbnail: str = Field(description="URL of a JPEG thumbnail (256 px).")
     image: str = Field(description="URL of the full image.")
+    id: str | None = Field(None, description="The content's id, for POST /api/feedback; null "
+                           "when the search was not recorded.")
 
 
 class SearchPage(BaseModel):
@@ -41,6 +45,26 @@ class SearchPage(BaseModel):
     k: int
     results: list[Hit]
     more: bool = Field(description="Whether a next page (offset + k) has results.")
+    search_id: int | None = Field(None, description="The recorded search, for POST "
+                                  "/api/feedback; null when searches are not recorded "
+                                  "(vislang serve --no-feedback, or no text query).")
+
+
+class FeedbackIn(BaseModel):
+    """A result of a recorded search that the user opened or marked "this one"."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+    search_id: int = Field(ge=1, description="search_id from GET /api/search.")
+    id: str = Field(min_length=1, max_length=64, pattern="^[0-9a-f]+$",
+                    description="The result's id from the same search.")
+    kind: Literal["opened", "this one"]
+
+
+class FeedbackOut(BaseModel):
+    recorded: bool
+    ignored: str | None = Field(None, description="Why the click was not recorded (unknown "
+                                "search, not shown in it, or no longer in the index); "
+                                "ignored clicks are counted in vislang feedback stats.")
 
 
 class DupFile(BaseModel):
@@ -116,5 +140,7 @@ class StatusOut(BaseModel):
     limits: dict[str, int]
     queues: dict[str, Queue]
     auth: bool = Field(description="Whether requests need a token.")
+    feedback: bool = Field(description="Whether searches and clicks are recorded in the index "
+                           "(off under vislang serve --no-feedback).")
     watch: dict | None = Field(None, description="Under serve --watch: the folders watched, "
                                "paths queued, batches done and the last one's time, problems.")

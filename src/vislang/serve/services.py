@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from vislang.runtime import EngineSpec
+from vislang.search.feedback import FeedbackLog
 from vislang.search.index import Index, Result
 from vislang.serve.limits import Limits
 from vislang.settings import settings
@@ -26,6 +27,8 @@ from vislang.settings import settings
 class Page:
     results: list[Result]
     more: bool  # whether a next page exists
+    search_id: int | None = None  # set when the search was recorded (a text query, feedback on)
+    ids: dict[str, str] | None = None  # path -> content id, for the clicks to name
 
 
 class _Lru(OrderedDict):
@@ -43,8 +46,11 @@ class _Lru(OrderedDict):
 
 class Services:
     def __init__(self, index: Index, limits: Limits, engine: EngineSpec,
-                 caption_model: str | None = None, vqa_model: str | None = None):
+                 caption_model: str | None = None, vqa_model: str | None = None,
+                 feedback: bool = True):
         self.index, self.limits, self.engine = index, limits, engine
+        # None under serve --no-feedback: nothing about searches is written anywhere.
+        self.feedback = FeedbackLog(index.store) if feedback else None
         self.caption_model = caption_model or settings().caption_model
         self.vqa_model = vqa_model or settings().vqa_model
         self.lock = threading.RLock()
@@ -81,7 +87,19 @@ class Services:
             results = self.index.search(text=text, image=image, k=offset + k + 1,
                                         text_filter=text_filter, filters=filters,
                                         threshold=threshold, add=add, sub=sub)
-        return Page(results[offset:offset + k], len(results) > offset + k)
+            page = Page(results[offset:offset + k], len(results) > offset + k)
+            return self._recorded(page, text) if text and self.feedback else page
+
+    def _recorded(self, page: Page, query: str) -> Page:
+        """The page with the search remembered: its id and the content ids of its results."""
+        ids = self.feedback.content_ids(r.path for r in page.results)
+        search_id = self.feedback.record_search(query, list(ids.values()))
+        return Page(page.results, page.more, search_id, ids)
+
+    def record_click(self, search_id: int, content_id: str, kind: str) -> str | None:
+        """None when recorded, else why the click was ignored (and counted)."""
+        with self.lock:
+            return self.feedback.record_click(search_id, content_id, kind)
 
     def duplicates(self, threshold: float) -> list[list[Result]]:
         with self.lock:

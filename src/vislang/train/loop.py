@@ -4,7 +4,8 @@ One step: encode a batch of images and their captions, score every image against
 and apply cross-entropy both ways (CLIP's symmetric InfoNCE, learnable temperature). Captions
 repeat in real data (and always in class-name data), so an image's targets are *all* captions
 equal to its own, not just the diagonal. Feedback adds a text->image term per search whose
-targets are the clicked images, with the skipped ones among the negatives.
+targets are the clicked images, with the skipped ones among the negatives; with no pairs,
+that term is the whole step.
 
 The run is resumable: every ``checkpoint_every`` steps the model, optimiser, scheduler and RNG
 state are written atomically to ``OUT/checkpoint``; batch order is a pure function of (seed,
@@ -54,14 +55,22 @@ class TrainConfig:
     seed: int = 0
 
 
-def train(data: str | Path, out: str | Path, config: TrainConfig, *, init: str | None = None,
-          arch: str | None = None, feedback: str | Path | None = None, resume: bool = False,
+def train(data: str | Path | None, out: str | Path, config: TrainConfig, *,
+          init: str | None = None, arch: str | None = None,
+          feedback: str | Path | list[Feedback] | None = None, resume: bool = False,
           progress: bool = True, log=print) -> dict:
-    """Train, save a loadable checkpoint in ``out`` and return the evaluation report."""
+    """Train, save a loadable checkpoint in ``out`` and return the evaluation report.
+
+    ``data``: pairs (see ``read_pairs``); None trains on ``feedback`` alone. ``feedback``: a
+    JSONL file of searches, or ``Feedback`` records already read (``read_index_feedback``).
+    """
     out = Path(out)
     problems = Problems()
-    pairs = read_pairs(data, problems, seed=config.seed)
-    searches = read_feedback(feedback, problems) if feedback else []
+    if data is None and not feedback:
+        raise InputError("nothing to train on: give pairs (--data), feedback, or both")
+    pairs = read_pairs(data, problems, seed=config.seed) if data is not None else []
+    searches = (read_feedback(feedback, problems) if isinstance(feedback, (str, Path))
+                else list(feedback or []))
     for message in problems.messages[:20]:
         log(f"skipped {message}")
     if len(problems) > 20:
@@ -69,14 +78,14 @@ def train(data: str | Path, out: str | Path, config: TrainConfig, *, init: str |
     train_pairs, eval_pairs = _split(pairs, config.eval_fraction, config.seed)
     model, state = _start(out, init, arch, resume, config.seed)
     trainer = _Trainer(model, train_pairs, searches, config, state)
-    log(f"training {model.model_key} on {len(train_pairs)} pairs"
-        f"{f' and {len(searches)} searches' if searches else ''} "
+    log(f"training {model.model_key} on {len(train_pairs)} pairs and {len(searches)} searches "
         f"({len(eval_pairs)} held out), steps {trainer.step}..{config.steps}, "
         f"precision {trainer.precision}")
     trainer.run(out, progress)
     model = _save_final(model, out, trainer.carried)
     report = evaluate(model, eval_pairs) if eval_pairs else {}
-    report.update(steps=config.steps, pairs=len(train_pairs), held_out=len(eval_pairs),
+    report.update(steps=config.steps, pairs=len(train_pairs), searches=len(searches),
+                  held_out=len(eval_pairs),
                   skipped_records=len(problems), losses=trainer.losses, config=asdict(config))
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     return report
@@ -145,7 +154,9 @@ class _Trainer:
             indices.extend(order[offset: offset + size - len(indices)].tolist())
         return indices
 
-    def load_batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
+    def load_batch(self, step: int) -> tuple[torch.Tensor | None, list[str]]:
+        if not self.pairs:  # feedback alone: the step is its search term
+            return None, []
         pairs = [self.pairs[i] for i in self.batch_indices(step)]
         pixels = torch.stack([self.model.transform(load_image(p.image)) for p in pairs])
         rng = random.Random(self.config.seed * 1_000_003 + step)
@@ -163,7 +174,7 @@ class _Trainer:
             for pixels, captions in batches:
                 loss = self.train_step(pixels, captions)
                 self.step += 1
-                seen += len(captions)
+                seen += len(captions) or min(config.feedback_batch, len(self.searches))
                 self.losses.append(round(loss, 5))
                 rate = seen / max(time.monotonic() - started, 1e-9)
                 advance(1, f"loss {loss:.3f}  {rate:.0f} examples/s")
@@ -172,7 +183,7 @@ class _Trainer:
 
     def train_step(self, pixels: torch.Tensor, captions: list[str]) -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            loss = self.pair_loss(pixels, captions)
+            loss = self.pair_loss(pixels, captions) if captions else 0.0
             if self.searches:
                 loss = loss + self.feedback_loss()
         loss.backward()

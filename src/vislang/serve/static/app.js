@@ -103,6 +103,8 @@ async function loadMore() {
     if (generation !== state.generation) return;  // a newer search replaced this one
     state.more = page.more;
     const start = state.items.length;
+    // Each page is one recorded search: its results name it when they are chosen.
+    page.results.forEach((item) => { item.search_id = page.search_id; });
     state.items.push(...page.results);
     page.results.forEach((item, i) => $("results").append(tile(item, start + i)));
     $("status").textContent = state.items.length
@@ -147,9 +149,56 @@ function tile(item, index) {
     meta.append(document.createElement("br"), caption);
   }
   button.append(img, meta);
-  button.addEventListener("click", () => openDetail(index));
+  button.addEventListener("click", () => {
+    sendFeedback(item, "opened");
+    openDetail(index);
+  });
   li.append(button);
+  if (item.search_id && item.id) li.append(markButton(item));
   return li;
+}
+
+// "This one": the result the user was looking for, said outright (stronger than opening it).
+function markButton(item) {
+  const mark = document.createElement("button");
+  mark.type = "button";
+  mark.className = "mark";
+  mark.textContent = "this one";
+  mark.setAttribute("aria-pressed", "false");
+  mark.setAttribute("aria-label", `this one: ${item.path.split("/").pop()} is what I looked for`);
+  mark.addEventListener("click", async () => {
+    if (await sendFeedback(item, "this one")) {
+      mark.setAttribute("aria-pressed", "true");
+      mark.textContent = "✓ this one";
+    }
+  });
+  return mark;
+}
+
+// Feedback is a side channel: a failure is said in the status line, never blocks the page.
+async function sendFeedback(item, kind) {
+  if (!item.search_id || !item.id) return false;  // not recorded (--no-feedback, image query)
+  try {
+    const out = await api("/api/feedback", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ search_id: item.search_id, id: item.id, kind }) });
+    return out.recorded;
+  } catch (error) {
+    $("status").textContent = `Feedback not recorded: ${error.message}`;
+    return false;
+  }
+}
+
+// The page says whether it records, as vislang serve does when it starts.
+async function showRecording() {
+  try {
+    const status = await api("/api/status");
+    $("recording").textContent = status.feedback
+      ? "Searches and clicks are recorded locally in the index; vislang feedback clear erases them."
+      : "Searches and clicks are not recorded.";
+  } catch (error) {
+    $("recording").textContent = "";
+  }
 }
 
 // -- the detail view -----------------------------------------------------------------------------
@@ -451,6 +500,7 @@ function wire() {
     if (file) searchByFile(file);
   });
 
+  showRecording();
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("q");
   if (fromHash) {
     $("q").value = fromHash;
