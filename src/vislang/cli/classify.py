@@ -1,8 +1,15 @@
-"""``vislang classify``, ``vislang eval zeroshot`` and ``vislang probe``."""
+"""``vislang classify``, ``vislang eval zeroshot`` / ``eval retrieval`` and ``vislang probe``.
+
+The evals take several ``--model``s: each is loaded, exported or compiled if its engine needs
+it (not timed), then measured on the same data, and one table compares them -- the score, the
+embedding size and the images per second this machine embedded during the eval.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -28,6 +35,10 @@ eval_app = typer.Typer(help="Measure a model on a labelled image folder.", no_ar
 
 TemplatesOption = typer.Option(None, "--templates",
                                help="Prompt template set: default, imagenet, imagenet-simple.")
+ModelsOption = typer.Option(None, "--model", "-m",
+                            help="Model name (see `vislang models`), hub id or directory; repeat "
+                                 "it (-m A -m B) to compare models in one table. "
+                                 "Default: $VISLANG_MODEL or ViT-B/32.")
 
 
 def classify(
@@ -126,33 +137,89 @@ def _probe_probabilities(probe_file: Path, images: list[Path], model: str, spec)
 @eval_app.command("zeroshot")
 def eval_zeroshot(
     folder: Path = typer.Argument(..., help="ImageFolder: one sub-folder of images per class."),
-    model: str = ModelOption,
+    models: list[str] = ModelsOption,
     templates: str = TemplatesOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table."""
-    import numpy as np  # here, not at the top: a third of `vislang --help`'s start-up
-
+    """Zero-shot top-1 / top-5 accuracy on an ImageFolder, with a per-class table; several
+    --model: one comparison table."""
     from vislang.datasets.folder import ImageFolder
-    from vislang.metrics import accuracy_report
-    from vislang.zeroshot import Classifier
 
     spec = engine_spec(backend, precision, device=device)
     data = ImageFolder.open(folder)
-    classifier = Classifier(load_model(model, spec, quiet=json_out), data.classes, templates)
-    embedded = _embed(classifier.model, data.paths, progress=True)
+    reports = [_zeroshot_report(name, data, templates, spec, json_out) for name in _names(models)]
+    if len(reports) > 1:
+        return _print_comparison(reports, {"top1": "top-1", "top5": "top-5"}, json_out,
+                                 f"zero-shot on {folder} ({len(data.paths)} images)")
+    (report,) = reports
+    if json_out:
+        return print_json(_single(report))
+    _print_report(report, f"zero-shot on {folder} ({report['images']} images)")
+    _print_skipped([(row["path"], row["reason"]) for row in report["skipped"]])
+
+
+def _names(models: list[str] | None) -> list[str]:
+    """The models to evaluate, in the order given, each once (default: the one default)."""
+    return list(dict.fromkeys(models or [DEFAULT_MODEL]))
+
+
+def _zeroshot_report(name: str, data, templates: str | None, spec, quiet: bool) -> dict:
+    import numpy as np  # here, not at the top: a third of `vislang --help`'s start-up
+
+    from vislang.metrics import accuracy_report
+    from vislang.zeroshot import Classifier
+
+    clip = load_model(name, spec, quiet=quiet)
+    classifier = Classifier(clip, data.classes, templates)
+    embedded, rate = _timed(clip, lambda: _embed(clip, data.paths, progress=True))
     probs = classifier.probabilities(embedded.vectors)
     report = accuracy_report(probs, np.array(data.targets)[embedded.kept], data.classes)
-    report.update(model=classifier.model.model_key, images=len(embedded.kept),
+    report.update(model=clip.model_key, images=len(embedded.kept),
                   skipped=[{"path": p, "reason": r} for p, r in embedded.skipped])
+    return _with_speed(report, name, clip, rate(len(embedded.kept)))
+
+
+def _timed(clip, embed: Callable):
+    """``embed()``'s result and a function of the image count giving images per second; the
+    model's weights load, and its engine exports or compiles, before the clock starts."""
+    clip.prepare()
+    start = time.perf_counter()
+    result = embed()
+    elapsed = time.perf_counter() - start
+    return result, lambda count: count / elapsed if elapsed > 0 else 0.0
+
+
+def _with_speed(report: dict, name: str, clip, images_per_s: float) -> dict:
+    """The comparison's columns (the model as the user named it), kept apart from the
+    one-model report (``_single``)."""
+    return {**report, "name": name, "embed_dim": clip.embed_dim,
+            "backend": clip.backend, "images_per_s": round(images_per_s, 2)}
+
+
+def _single(report: dict) -> dict:
+    """A one-model report exactly as the command printed it before it compared models."""
+    return {k: v for k, v in report.items() if k not in ("name", "embed_dim", "backend",
+                                                          "images_per_s")}
+
+
+def _print_comparison(reports: list[dict], scores: dict[str, str], json_out: bool,
+                      title: str) -> None:
+    """One row per model: its scores (report key -> column), embedding size, engine and
+    images per second."""
     if json_out:
-        print_json(report)
-        return
-    _print_report(report, f"zero-shot on {folder} ({len(embedded.kept)} images)")
-    _print_skipped(embedded.skipped)
+        return print_json({"models": reports})
+    table = Table("model", *scores.values(), "dim", "engine", "images/s", title=title)
+    table.columns[0].overflow = "fold"  # a directory's path is worth more than a tidy table
+    for report in reports:
+        table.add_row(report["name"], *(f"{report[s]:.1%}" for s in scores),
+                      str(report["embed_dim"]), report["backend"],
+                      f"{report['images_per_s']:.1f}")
+    stdout.print(table)
+    stdout.print("images/s: decoding, preprocessing and the image tower on this machine, "
+                 "measured during the eval (loading and export excluded)", highlight=False)
 
 
 def _print_report(report: dict, title: str) -> None:
@@ -210,29 +277,42 @@ def probe(
 @eval_app.command("retrieval")
 def eval_retrieval(
     pairs: Path = typer.Argument(..., help="A .jsonl or .csv of (image, caption) pairs."),
-    model: str = ModelOption,
+    models: list[str] = ModelsOption,
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Text -> image recall@1 / @5: each distinct caption must find an image it describes."""
-    from vislang.metrics import text_to_image_recall
+    """Text -> image recall@1 / @5: each distinct caption must find an image it describes;
+    several --model: one comparison table."""
     from vislang.train.data import Problems, read_pairs
 
     spec = engine_spec(backend, precision, device=device)
     problems = Problems()
     data = read_pairs(pairs, problems)
-    clip = load_model(model, spec, quiet=json_out)
-    images = clip.embed_images([p.image for p in data], progress=True)
+    reports = [_retrieval_report(name, data, problems, spec, json_out) for name in _names(models)]
+    if len(reports) > 1:
+        return _print_comparison(reports, {"recall@1": "recall@1", "recall@5": "recall@5"},
+                                 json_out,
+                                 f"text -> image on {pairs} ({reports[0]['queries']} captions, "
+                                 f"{len(data)} images)")
+    (report,) = reports
+    if json_out:
+        return print_json(_single(report))
+    stdout.print(f"{report['queries']} distinct captions over {len(data)} images: "
+                 f"recall@1 [bold]{report['recall@1']:.1%}[/], "
+                 f"recall@5 [bold]{report['recall@5']:.1%}[/]")
+
+
+def _retrieval_report(name: str, data: list, problems, spec, quiet: bool) -> dict:
+    from vislang.metrics import text_to_image_recall
+
+    clip = load_model(name, spec, quiet=quiet)
+    images, rate = _timed(clip, lambda: clip.embed_images([p.image for p in data],
+                                                          progress=True))
     captions = [p.caption for p in data]
     queries = list(dict.fromkeys(captions))
     report = text_to_image_recall(images, captions, clip.embed_texts(queries), queries)
     report.update(model=clip.model_key, images=len(data), queries=len(queries),
                   skipped_records=problems.messages)
-    if json_out:
-        print_json(report)
-        return
-    stdout.print(f"{len(queries)} distinct captions over {len(data)} images: "
-                 f"recall@1 [bold]{report['recall@1']:.1%}[/], "
-                 f"recall@5 [bold]{report['recall@5']:.1%}[/]")
+    return _with_speed(report, name, clip, rate(len(data)))
