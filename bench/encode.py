@@ -9,6 +9,14 @@ batch 32 (throughput). Then every engine x precision this machine supports goes 
 - ``mode="throughput"``: images/s and texts/s at batch 32 (``encode_image`` / ``encode_text``);
 - ``mode="latency"``: one image, and one 16-token text query, at a time.
 
+With ``--openclip`` the checkpoint is OpenCLIP's own layout (``open_clip_config.json`` + weights,
+open_clip's ``ViT-B-32.json`` / ``ViT-B-16.json`` config, open_clip's random initialisation),
+loaded through vislang's mapping like a downloaded one; the baseline is then what an open_clip
+user runs: open_clip's own ``CLIP.encode_image`` / ``encode_text`` in eager fp32 (its texts are
+the 77 tokens ``open_clip.tokenize`` pads to; its model code is read from the installed
+open_clip_torch file by file, as tests/test_openclip.py does, since its package import needs
+torchvision).
+
 Each config's calls alternate with the baseline's (baseline, ours, baseline, ours, ...) so drift
 on a shared machine hits both alike; ratios are the medians of those paired runs. The first
 load of each config (export, int8 calibration, compilation) is timed on its own and kept out of
@@ -18,6 +26,7 @@ fp32 features of the same inputs, the minimum over the batch.
     .venv/bin/python bench/encode.py                  # ViT-B/32 + ViT-B/16: 20-30 min on 2 cores
     .venv/bin/python bench/encode.py --arch tiny      # seconds: checks the script, not the speed
     .venv/bin/python bench/encode.py --skip onnx/int8 openvino/int8 --json
+    .venv/bin/python bench/encode.py --openclip --arch vit-b-32   # a mapped OpenCLIP ViT-B/32
 """
 
 from __future__ import annotations
@@ -48,6 +57,12 @@ import vislang  # noqa: E402
 from vislang import runtime  # noqa: E402
 
 ARCHS = {"vit-b-32": 32, "vit-b-16": 16, "tiny": None}  # name -> vision patch size
+# name -> open_clip's model config (a file of its model_configs/, or a tiny one inline)
+OPENCLIP_CONFIGS = {"vit-b-32": "ViT-B-32.json", "vit-b-16": "ViT-B-16.json",
+                    "tiny": dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=2, width=64,
+                                                               patch_size=8),
+                                 text_cfg=dict(context_length=77, vocab_size=49408, width=32,
+                                               heads=2, layers=2))}
 BATCH = 32
 TEXT_TOKENS = 16  # start + 14 words + end
 QUERY = "a photo of a red cube to the left of a large blue sphere"  # exactly 16 tokens
@@ -99,6 +114,71 @@ def write_checkpoint(directory: Path, arch: str) -> Path:
                           crop_size={"height": 224, "width": 224}).save_pretrained(directory)
     clip_tokenizer().save_pretrained(directory)
     return directory
+
+
+def open_clip_module():
+    """open_clip's ``model`` module, loaded from its files without the package ``__init__``
+    (which imports torchvision); its one torchvision import serves batch-norm freezing only."""
+    import importlib
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("--openclip needs open_clip_torch installed "
+                         "(pip install --no-deps open_clip_torch)")
+    folder = Path(spec.submodule_search_locations[0])
+    package = "_open_clip_bench"
+    root = types.ModuleType(package)
+    root.__path__ = [str(folder)]
+    sys.modules[package] = root
+    utils = types.ModuleType(f"{package}.utils")
+    source = (folder / "utils.py").read_text().replace(
+        "from torchvision.ops.misc import FrozenBatchNorm2d", "FrozenBatchNorm2d = None")
+    exec(compile(source, str(folder / "utils.py"), "exec"), utils.__dict__)
+    sys.modules[utils.__name__] = utils
+    return importlib.import_module(f"{package}.model")
+
+
+def write_openclip_checkpoint(directory: Path, arch: str) -> Path:
+    """OpenCLIP's hub layout: ``open_clip_config.json`` and ``open_clip_model.safetensors``
+    of open_clip's own model, randomly initialised as open_clip initialises it."""
+    from safetensors.torch import save_file
+
+    module = open_clip_module()
+    cfg = OPENCLIP_CONFIGS[arch]
+    if isinstance(cfg, str):
+        cfg = json.loads((Path(module.__file__).parent / "model_configs" / cfg).read_text())
+    torch.manual_seed(0)
+    model = module.CLIP(**cfg)
+    directory.mkdir(parents=True)
+    (directory / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(directory / "open_clip_model.safetensors"))
+    return directory
+
+
+def load_openclip_baseline(directory: Path):
+    """open_clip's model from the checkpoint, eager fp32: what an open_clip user runs."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((directory / "open_clip_config.json").read_text())["model_cfg"]
+    model = open_clip_module().CLIP(**cfg)
+    model.load_state_dict(load_file(str(directory / "open_clip_model.safetensors")))
+    return model.eval()
+
+
+def vision_shape(checkpoint: Path) -> tuple[int, int]:
+    """(image size, patch size) of either layout."""
+    config = checkpoint / "open_clip_config.json"
+    if config.is_file():
+        vision = json.loads(config.read_text())["model_cfg"]["vision_cfg"]
+        return vision["image_size"], vision["patch_size"]
+    from transformers import CLIPConfig
+
+    vision = CLIPConfig.from_pretrained(checkpoint).vision_config
+    return vision.image_size, vision.patch_size
 
 
 def sixteen_token_texts(count: int, seed: int = 0) -> torch.Tensor:
@@ -183,13 +263,11 @@ def measure_arch(work: Path, arch: str, args) -> dict:
     """
     log = progress_log(args)
     work.mkdir(parents=True)
-    checkpoint = write_checkpoint(work / "model", arch)
+    checkpoint = (write_openclip_checkpoint(work / "model", arch) if args.openclip
+                  else write_checkpoint(work / "model", arch))
     generator = torch.Generator().manual_seed(0)
-    from transformers import CLIPConfig
-
-    vision = CLIPConfig.from_pretrained(checkpoint).vision_config
-    inputs = {"pixels": torch.randn(BATCH, 3, vision.image_size, vision.image_size,
-                                    generator=generator),
+    image_size, patch_size = vision_shape(checkpoint)
+    inputs = {"pixels": torch.randn(BATCH, 3, image_size, image_size, generator=generator),
               "query": checked_tokens(vislang.tokenize([QUERY])),
               "texts": sixteen_token_texts(BATCH)}
     torch.save(inputs, work / "inputs.pt")
@@ -201,7 +279,7 @@ def measure_arch(work: Path, arch: str, args) -> dict:
         log(f"[{arch}] {name} ...")
         spec = {"checkpoint": str(checkpoint), "inputs": str(work / "inputs.pt"),
                 "backend": backend, "precision": precision, "batches": args.batches,
-                "latency_calls": args.latency_calls,
+                "latency_calls": args.latency_calls, "openclip": args.openclip,
                 "out": str(work / f"{backend}-{precision}.json")}
         started = time.perf_counter()
         try:
@@ -227,15 +305,14 @@ def measure_arch(work: Path, arch: str, args) -> dict:
             "image_latency_ms": 1000 * med(base_runs["image_b1"]) if rows else None,
             "text_latency_ms": 1000 * med(base_runs["text_b1"]) if rows else None,
             "runs": base_runs}
-    return {"checkpoint": {"patch_size": vision.patch_size, "image_size": vision.image_size},
+    return {"checkpoint": {"patch_size": patch_size, "image_size": image_size,
+                           "layout": "openclip" if args.openclip else "transformers"},
             "baseline": base, "configs": rows, "failures": failures,
             "summary": summarise(rows, base)}
 
 
 def worker(spec: dict) -> None:
     """One engine x precision against the baseline, in this process; writes spec["out"]."""
-    from transformers import CLIPModel
-
     quiet()
     backend, precision = spec["backend"], spec["precision"]
     # Import the engine's library before any clock runs: load times are export and compile.
@@ -246,13 +323,10 @@ def worker(spec: dict) -> None:
     inputs = torch.load(spec["inputs"])
     pixels, query, texts = inputs["pixels"], inputs["query"], inputs["texts"]
     pixel1 = pixels[:1].clone()
-    baseline = CLIPModel.from_pretrained(spec["checkpoint"]).eval()  # eager fp32, as the docs show
-
-    def base_image(x):
-        return baseline.get_image_features(pixel_values=x).pooler_output
-
-    def base_text(ids):  # what a user passes for one text: its 16 tokens, no padding
-        return baseline.get_text_features(input_ids=ids[:, :TEXT_TOKENS]).pooler_output
+    if spec.get("openclip"):
+        base_image, base_text = openclip_baseline(Path(spec["checkpoint"]))
+    else:
+        base_image, base_text = transformers_baseline(Path(spec["checkpoint"]))
 
     reference = {"image": clock(base_image, pixels)[0], "image1": clock(base_image, pixel1)[0],
                  "text": clock(base_text, texts)[0], "query": clock(base_text, query)[0]}
@@ -302,6 +376,28 @@ def worker(spec: dict) -> None:
     row["cosine_text"] = min(min_cosine(text_out, reference["text"]),
                              min_cosine(query_out, reference["query"]))
     Path(spec["out"]).write_text(json.dumps(row))
+
+
+def transformers_baseline(checkpoint: Path):
+    """transformers' CLIPModel in eager fp32, as its docs show: (image fn, text fn)."""
+    from transformers import CLIPModel
+
+    baseline = CLIPModel.from_pretrained(checkpoint).eval()
+
+    def base_image(x):
+        return baseline.get_image_features(pixel_values=x).pooler_output
+
+    def base_text(ids):  # what a user passes for one text: its 16 tokens, no padding
+        return baseline.get_text_features(input_ids=ids[:, :TEXT_TOKENS]).pooler_output
+
+    return base_image, base_text
+
+
+def openclip_baseline(checkpoint: Path):
+    """open_clip's CLIP in eager fp32: (image fn, text fn). Its text tower adds all 77
+    position embeddings, so it takes the 77 tokens open_clip.tokenize makes, padding too."""
+    baseline = load_openclip_baseline(checkpoint)
+    return baseline.encode_image, baseline.encode_text
 
 
 def summarise(rows: list[dict], base: dict) -> dict:
@@ -384,15 +480,18 @@ def print_arch(arch: str, a: dict) -> None:
         print(f"\n{arch} {failure['config']}: FAILED ({failure['error']})")
     if not a["configs"]:
         return
+    layout = a["checkpoint"].get("layout", "transformers")
+    baseline = "open_clip" if layout == "openclip" else "hf"
     print(f"\n== {arch} (patch {a['checkpoint']['patch_size']}, "
-          f"{a['checkpoint']['image_size']} px, random weights) ==")
+          f"{a['checkpoint']['image_size']} px, random weights, {layout} layout; baseline: "
+          f"{'open_clip' if layout == 'openclip' else 'transformers'} eager fp32) ==")
     head = (f"{'config':<16}{'images/s':>9}{'x b32':>7}{'img ms':>9}{'x lower':>8}"
             f"{'texts/s':>9}{'txt ms':>8}{'x lower':>8}{'cos img':>9}{'cos txt':>9}"
             f"{'load s':>8}{'2nd s':>7}")
     print(head)
-    print(f"{'hf fp32 b32':<16}{base['images_per_s']:>9.1f}{1:>7.2f}{'':>9}{'':>8}"
+    print(f"{baseline + ' fp32 b32':<16}{base['images_per_s']:>9.1f}{1:>7.2f}{'':>9}{'':>8}"
           f"{base['texts_per_s']:>9.1f}")
-    print(f"{'hf fp32 b1':<16}{'':>9}{'':>7}{base['image_latency_ms']:>9.1f}{1:>8.2f}"
+    print(f"{baseline + ' fp32 b1':<16}{'':>9}{'':>7}{base['image_latency_ms']:>9.1f}{1:>8.2f}"
           f"{'':>9}{base['text_latency_ms']:>8.2f}{1:>8.2f}")
     for row in a["configs"]:
         flag = lambda c: f"{c:.5f}" + ("!" if c < NOTE_COSINE else " ")  # noqa: E731
@@ -469,6 +568,9 @@ def main() -> None:
                         help="keep the scratch checkpoints and exported engines (path printed)")
     parser.add_argument("--worker-timeout", type=float, default=1800, metavar="S",
                         help="seconds before one config's worker process is given up on")
+    parser.add_argument("--openclip", action="store_true",
+                        help="checkpoints in OpenCLIP's layout, mapped by vislang; baseline: "
+                             "open_clip's own model")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
