@@ -55,7 +55,7 @@ class Export:
     what could not be exported."""
 
     records: list[dict] = field(default_factory=list)
-    missing_ids: int = 0  # recorded contents no file has any more
+    missing_ids: int = 0  # distinct recorded contents that no file has any more
     searches_without_clicks: int = 0  # nothing chosen (or every choice gone): no signal
 
     def summary(self) -> dict:
@@ -137,11 +137,12 @@ class FeedbackLog:
         searches = self.db.execute("SELECT id, query, shown, time FROM feedback_searches "
                                    "ORDER BY id").fetchall()
         shown_of = {s[0]: json.loads(s[2]) for s in searches}
-        paths = self._first_paths({h for ids in shown_of.values() for h in ids})
+        recorded = {h for ids in shown_of.values() for h in ids}
+        paths = self._first_paths(recorded)
+        out.missing_ids = len(recorded - paths.keys())
         for search_id, query, _, when in searches:
             record = _record(search_id, query, when, shown_of[search_id],
                              clicks.get(search_id, []), paths)
-            out.missing_ids += sum(h not in paths for h in shown_of[search_id])
             if record is None:
                 out.searches_without_clicks += 1
             else:
