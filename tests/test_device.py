@@ -152,3 +152,81 @@ def test_device_cuda_embeds_like_the_cpu(red_image):
                   "shapes-clip", "--device", "cuda", "--backend", "torch", "--json")
     assert gpu.returncode == 0, gpu.stderr
     assert json.loads(gpu.stdout)[0]["labels"][0] == json.loads(cpu.stdout)[0]["labels"][0]
+
+
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["dense", "relevance"])
+def test_saliency_on_cuda_points_where_the_cpu_does(method):
+    import vislang
+    from vislang.datasets.shapes import generate_scene
+
+    scene = generate_scene(3, n_objects=2)
+    phrase = f"a {scene.objects[0].colour} {scene.objects[0].shape}"
+    cpu = vislang.saliency(vislang.load("shapes-clip", device="cpu"), scene.image, phrase,
+                           method=method)
+    gpu = vislang.saliency(vislang.load("shapes-clip", device="cuda"), scene.image, phrase,
+                           method=method)
+    assert np.corrcoef(cpu.array.ravel(), gpu.array.ravel())[0, 1] > 0.99
+
+
+# -- OpenVINO's own devices (CPU, GPU, NPU, AUTO), as the seed notebooks choose them ----------
+try:
+    import openvino
+except ImportError:  # the extra is optional; CI installs it
+    openvino = None
+needs_openvino = pytest.mark.skipif(openvino is None, reason="the openvino extra is not installed")
+
+
+@needs_openvino
+def test_an_openvino_device_runs_on_openvino_and_agrees_with_the_cpu(red_image):
+    reports = {}
+    for device in ("cpu", "CPU", "AUTO"):
+        result = run_cli("classify", red_image, "--labels", "red square,blue circle",
+                         "--model", "shapes-clip", "--backend", "openvino" if device == "cpu"
+                         else "auto", "--precision", "fp32", "--device", device, "--json")
+        assert result.returncode == 0, result.stderr
+        reports[device] = json.loads(result.stdout)[0]["predictions"]
+    assert reports["CPU"] == reports["AUTO"] == reports["cpu"]
+    assert reports["cpu"][0]["label"] == "red square"
+
+
+@needs_openvino
+def test_an_openvino_device_this_machine_lacks_names_those_it_has(red_image, monkeypatch):
+    from vislang.runtime import devices
+
+    devices.openvino_devices.cache_clear()
+    monkeypatch.setattr(openvino.Core, "available_devices", property(lambda self: ["CPU"]))
+    with pytest.raises(InputError, match=r"OpenVINO sees no GPU device here; it sees: CPU, AUTO"):
+        resolve_device("GPU")
+    devices.openvino_devices.cache_clear()
+
+
+@needs_openvino
+def test_an_openvino_device_with_another_backend_is_refused(red_image):
+    result = run_cli("classify", red_image, "--labels", "a,b", "--model", "shapes-clip",
+                     "--backend", "torch", "--device", "CPU")
+    assert result.returncode == 2
+    assert "CPU is an OpenVINO device: use it with --backend openvino" in result.stderr
+
+
+@needs_openvino
+def test_an_openvino_gpu_runs_openvino_in_half_precision(monkeypatch):
+    from vislang.runtime import devices, openvino_engine
+
+    monkeypatch.setattr(devices, "openvino_devices", lambda: ("CPU", "GPU.0", "GPU.1"))
+    monkeypatch.setattr(openvino_engine, "openvino_capabilities",
+                        lambda device="CPU": frozenset({"FP32", "FP16", "INT8"}))
+    assert resolve_device("GPU.1") == "GPU.1"
+    choice = choose("auto", "auto", "GPU.1")
+    assert (choice.backend, choice.precision, choice.device) == ("openvino", "fp16", "GPU.1")
+    assert "OpenVINO GPU.1" in choice.reason
+    with pytest.raises(InputError, match="OpenVINO does not run on CUDA devices"):
+        choose("openvino", "auto", "cuda")
+
+
+@needs_openvino
+def test_info_lists_openvino_devices():
+    result = run_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    devices = [d["device"] for d in json.loads(result.stdout)["openvino_devices"]]
+    assert "CPU" in devices

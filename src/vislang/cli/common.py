@@ -26,7 +26,8 @@ BackendOption = typer.Option("auto", "--backend", help="Engine: auto, torch, ope
                              "(auto: the fastest installed; see `vislang info`).")
 PrecisionOption = typer.Option("auto", "--precision", help="fp32, bf16, fp16, int8 or auto.")
 DeviceOption = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: cuda "
-                            "when torch sees one, else cpu; OpenVINO runs on the CPU).")
+                            "when torch sees one, else cpu), or an OpenVINO device: CPU, GPU, "
+                            "GPU.N, NPU, AUTO (see `vislang info`).")
 
 # Piped output is not a terminal: Rich would squeeze tables to 80 columns and cut file paths.
 stdout = Console(width=None if sys.stdout.isatty() else 160)

@@ -43,6 +43,7 @@ def info(json_out: bool = JsonOption) -> None:
         "auto": {"backend": choice.backend, "precision": choice.precision,
                  "reason": choice.reason, "device": device},
         "auto_device": {"device": device, "reason": why_device(device)},
+        "openvino_devices": _openvino_devices() if installed("openvino") else [],
         "engine_cache": {"path": str(cache_root()), "entries": len(list_entries())},
     }
     if json_out:
@@ -58,9 +59,23 @@ def info(json_out: bool = JsonOption) -> None:
                       ", ".join(row["precisions"]) or "-")
     stdout.print(table)
     stdout.print(f"auto device: [bold]{device}[/] ({report['auto_device']['reason']})")
+    if report["openvino_devices"]:
+        names = ", ".join(f"{d['device']} ({d['name']})" for d in report["openvino_devices"])
+        stdout.print(f"OpenVINO devices (--device NAME with --backend openvino): {names}, AUTO",
+                     highlight=False)
     stdout.print(f"auto picks [bold]{choice.backend}/{choice.precision}[/]: {choice.reason}")
     stdout.print(f"engine cache: {report['engine_cache']['path']} "
                  f"({report['engine_cache']['entries']} exports)")
+
+
+def _openvino_devices() -> list[dict]:
+    import openvino as ov
+
+    from vislang.runtime.devices import openvino_devices
+
+    core = ov.Core()
+    return [{"device": d, "name": core.get_property(d, "FULL_DEVICE_NAME")}
+            for d in openvino_devices()]
 
 
 def _cpu_name() -> str:

@@ -23,9 +23,9 @@ def dense_map(model, image: Image.Image, query: np.ndarray,
     clip = vision_tower(model)
     vision = clip.vision_model
     pixels, grid = grid_pixels(model, image)
-    dtype = next(clip.parameters()).dtype
+    weight = next(clip.parameters())  # inputs go where the weights are: CPU or a GPU
     with torch.inference_mode():
-        out = vision(pixel_values=pixels.to(dtype), interpolate_pos_encoding=True,
+        out = vision(pixel_values=pixels.to(weight.device, weight.dtype), interpolate_pos_encoding=True,
                      output_hidden_states=True)
         if values:
             last = vision.encoder.layers[-1]
@@ -35,7 +35,7 @@ def dense_map(model, image: Image.Image, query: np.ndarray,
             tokens = out.last_hidden_state
         patches = clip.visual_projection(vision.post_layernorm(tokens[0, 1:])).float()
         pooled = clip.visual_projection(out.pooler_output).float()[0]
-    q = torch.from_numpy(np.asarray(query, dtype=np.float32))
+    q = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(weight.device)
     patch_sim = (patches / patches.norm(dim=-1, keepdim=True)) @ q
     s0 = float(pooled @ q / pooled.norm())
     array = to_image(patch_sim - s0, grid, image.height, image.width)

@@ -40,7 +40,7 @@ def grid_pixels(model, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int
 
 def to_image(values: torch.Tensor, grid: tuple[int, int], height: int, width: int) -> np.ndarray:
     """Per-patch values ``[rows*cols]`` -> float32 [height, width], bilinear."""
-    patches = values.detach().float().reshape(1, 1, *grid)
+    patches = values.detach().float().cpu().reshape(1, 1, *grid)
     full = torch.nn.functional.interpolate(patches, size=(height, width), mode="bilinear",
                                            align_corners=False)
     return full[0, 0].numpy()

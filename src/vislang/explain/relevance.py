@@ -26,17 +26,17 @@ def relevance_map(model, image: Image.Image, query: np.ndarray,
     clip = vision_tower(model)
     vision = clip.vision_model
     pixels, grid = grid_pixels(model, image)
-    dtype = next(clip.parameters()).dtype
-    q = torch.from_numpy(np.asarray(query, dtype=np.float32))
+    weight = next(clip.parameters())  # inputs go where the weights are: CPU or a GPU
+    q = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(weight.device)
     with torch.inference_mode(False), torch.enable_grad(), _eager_attention(vision):
-        out = vision(pixel_values=pixels.to(dtype), interpolate_pos_encoding=True,
+        out = vision(pixel_values=pixels.to(weight.device, weight.dtype), interpolate_pos_encoding=True,
                      output_attentions=True)
         features = clip.visual_projection(out.pooler_output).float()[0]
         score = features @ q / features.norm()
         attentions = out.attentions[start_layer:]
         grads = torch.autograd.grad(score, attentions)
     tokens = attentions[0].shape[-1]
-    relevance = torch.eye(tokens)
+    relevance = torch.eye(tokens, device=weight.device)
     for attention, grad in zip(attentions, grads):
         cam = (grad.float() * attention.detach().float())[0].clamp(min=0).mean(dim=0)
         relevance = relevance + cam @ relevance

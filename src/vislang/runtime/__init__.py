@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING
 
 from vislang.errors import InputError
 from vislang.runtime.cpu import LABELS, capped, cpu_class, cpu_has_bf16
+from vislang.runtime.devices import (  # noqa: F401  (the device rule, re-exported)
+    check_device_name,
+    is_openvino_device,
+    openvino_name,
+    resolve_device,
+    why_device,
+)
 from vislang.settings import logger
 
 if TYPE_CHECKING:  # torch and numpy load with the first engine, not with `vislang --help`
@@ -53,7 +60,8 @@ class EngineSpec:
     backend: str = "auto"  # auto, torch, openvino, onnx
     precision: str = "auto"  # auto, fp32, bf16, fp16, int8
     mode: str = "throughput"  # throughput (bulk work) or latency (one query at a time)
-    device: str = "auto"  # auto (cuda when torch sees one, else cpu), cpu, cuda, cuda:N
+    device: str = "auto"  # auto (cuda when torch sees one, else cpu), cpu, cuda, cuda:N, or
+    # an OpenVINO device (CPU, GPU, GPU.N, NPU, AUTO): runtime/devices.py
 
     def __post_init__(self):
         check_device_name(self.device)
@@ -65,44 +73,6 @@ class EngineSpec:
                              f"{', '.join(PRECISIONS)}")
         if self.mode not in MODES:
             raise InputError(f"unknown mode {self.mode!r}; choose throughput or latency")
-
-
-def check_device_name(device: str) -> None:
-    """Refuse a device that is none of auto, cpu, cuda, cuda:N (no torch needed to say so)."""
-    index = device[5:] if device.startswith("cuda:") else "0"
-    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:")
-                                                      and index.isdigit()):
-        raise InputError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """The one rule for a device: "auto" is "cuda" when torch sees a CUDA device, else "cpu";
-    "cuda" / "cuda:N" must exist here (an InputError says so). OpenVINO runs on the CPU."""
-    check_device_name(device)
-    if device == "cpu":
-        return device
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device == "auto":
-        return "cuda" if count else "cpu"
-    if not count:
-        raise InputError(f"no CUDA device: torch sees none; use --device cpu (asked for "
-                         f"{device})")
-    index = int(device[5:]) if device.startswith("cuda:") else 0
-    if index >= count:
-        raise InputError(f"no CUDA device {index}: torch sees {count} (cuda:0"
-                         + (f" to cuda:{count - 1}" if count > 1 else "") + ")")
-    return device
-
-
-def why_device(device: str) -> str:
-    """Why "auto" resolves to ``device``, for `vislang info`."""
-    if device == "cpu":
-        return "torch sees no CUDA device"
-    import torch
-
-    return f"torch sees {torch.cuda.device_count()} CUDA device(s): {torch.cuda.get_device_name(0)}"
 
 
 REFERENCE = EngineSpec("torch", "fp32", device="cpu")
@@ -133,11 +103,14 @@ def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
         return ("fp16", "fp32") if cuda else ("int8", "fp32")
     from vislang.runtime.openvino_engine import openvino_capabilities
 
-    caps = set(openvino_capabilities())
-    if not cpu_has_bf16():
-        caps.discard("BF16")
-    if capped():  # FP16 on a CPU needs AMX-FP16 or AVX512-FP16: hidden with them
-        caps.discard("FP16")
+    # AUTO starts every model on the CPU while a GPU compiles: the CPU's precisions bind it.
+    target = openvino_name(device).split(":")[0].replace("AUTO", "CPU")
+    caps = set(openvino_capabilities(target))
+    if target == "CPU":
+        if not cpu_has_bf16():
+            caps.discard("BF16")
+        if capped():  # FP16 on a CPU needs AMX-FP16 or AVX512-FP16: hidden with them
+            caps.discard("FP16")
     return tuple(p for p, cap in (("int8", "INT8"), ("bf16", "BF16"), ("fp16", "FP16"),
                                   ("fp32", "FP32")) if cap in caps)
 
@@ -150,6 +123,9 @@ def supported_precisions(backend: str, device: str = "cpu") -> tuple[str, ...]:
 # whose engine is not installed are passed over.
 AUTO: dict[str, tuple[tuple[str, str], ...]] = {
     "cuda": (("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp16")),
+    # An OpenVINO GPU or NPU: half precision is what their kernels are built for (unmeasured
+    # here: no session has had one).
+    "openvino-accelerator": (("openvino", "fp16"),),
     # AMX: OpenVINO bf16 ~5x transformers fp32 on ViT-B/32; its int8 is faster still (~7.5x)
     # but calibrated.
     "amx": (("openvino", "bf16"), ("torch", "bf16")),
@@ -177,15 +153,21 @@ def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") 
         if not installed(backend):
             raise InputError(f"the {backend} backend is not installed; {EXTRAS[backend]}")
         if device.startswith("cuda") and backend == "openvino":
-            raise InputError("the openvino backend runs on the CPU here; use --backend torch "
-                             "or onnx on CUDA")
+            raise InputError("OpenVINO does not run on CUDA devices; use --backend torch or "
+                             "onnx on CUDA, or an OpenVINO device (GPU, AUTO) for openvino")
+        if is_openvino_device(device) and backend != "openvino":
+            raise InputError(f"{device} is an OpenVINO device: use it with --backend openvino "
+                             "(or auto); torch and onnx take cpu, cuda or cuda:N")
+    if is_openvino_device(device):
+        backend = "openvino"
     if backend == "auto" or precision == "auto":
         backend, precision, reason = _auto(backend, precision, device)
     else:
         reason = "asked for"
     supported = supported_precisions(backend, device)
     if precision not in supported:
-        where = "CUDA" if device.startswith("cuda") else "this CPU"
+        where = ("CUDA" if device.startswith("cuda") else f"OpenVINO {device}"
+                 if is_openvino_device(device) else "this CPU")
         raise InputError(f"{backend} cannot run {precision} on {where}; it can run: "
                          f"{', '.join(supported)}" + _elsewhere(precision, device))
     return EngineChoice(backend, precision, reason, device)
@@ -194,8 +176,7 @@ def choose(backend: str = "auto", precision: str = "auto", device: str = "cpu") 
 def _auto(backend: str, precision: str, device: str) -> tuple[str, str, str]:
     """The first row of AUTO that fits what was fixed and runs here; else fp32 on the backend
     asked for, or the first installed backend that runs the precision asked for."""
-    where = "CUDA" if device.startswith("cuda") else f"{LABELS[cpu_class()]} CPU"
-    rows = AUTO["cuda" if device.startswith("cuda") else cpu_class()]
+    where, rows = _auto_rows(device)
     missing = []
     for b, p in rows:
         if backend not in ("auto", b) or precision not in ("auto", p):
@@ -213,6 +194,15 @@ def _auto(backend: str, precision: str, device: str) -> tuple[str, str, str]:
     fits = [b for b in order if installed(b) and precision in supported_precisions(b, device)]
     chosen = (fits or [b for b in order if installed(b)])[0]
     return chosen, precision, f"the first installed engine that runs {precision} on an {where}"
+
+
+def _auto_rows(device: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Where ``device`` is, in words, and its rows of AUTO."""
+    if device.startswith("cuda"):
+        return "CUDA", AUTO["cuda"]
+    if openvino_name(device).startswith(("GPU", "NPU")):
+        return f"OpenVINO {device}", AUTO["openvino-accelerator"]
+    return f"{LABELS[cpu_class()]} CPU", AUTO[cpu_class()]
 
 
 def _elsewhere(precision: str, device: str) -> str:
@@ -251,7 +241,7 @@ def create_engine(weights: Callable[[], torch.nn.Module], config, model_key: str
         from vislang.runtime.openvino_engine import OpenVINOEngine
 
         return OpenVINOEngine(weights, config, model_key, choice.precision, spec.mode,
-                              calibration)
+                              calibration, device=openvino_name(choice.device))
     from vislang.runtime.onnx_engine import OnnxEngine
 
     return OnnxEngine(weights, config, model_key, choice.precision, choice.device)
@@ -295,7 +285,8 @@ def create_blip_engine(weights: Callable[[], torch.nn.Module], model_key: str, t
     if choice.backend == "openvino":
         from vislang.runtime.openvino_blip import OpenVINOBlipEngine
 
-        return OpenVINOBlipEngine(weights, model_key, task, choice.precision, calibration)
+        return OpenVINOBlipEngine(weights, model_key, task, choice.precision, calibration,
+                                  device=openvino_name(choice.device))
     if choice.backend == "onnx":
         from vislang.runtime.onnx_blip import OnnxBlipEngine
 

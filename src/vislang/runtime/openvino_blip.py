@@ -56,9 +56,11 @@ class OpenVINOBlipEngine(ExportedBlipEngine):
     name = "openvino"
 
     def __init__(self, weights: Callable[[], torch.nn.Module], model_key: str, task: str,
-                 precision: str, calibration: Callable[[], list[np.ndarray]] | None = None):
+                 precision: str, calibration: Callable[[], list[np.ndarray]] | None = None,
+                 device: str = "CPU"):
         super().__init__(weights, model_key, task, precision)
         self._calibration = calibration
+        self.device = device  # an OpenVINO device name: CPU, GPU, AUTO...
 
     def _load(self, graph: str):
         """A graph exported (first time only) and compiled."""
@@ -71,7 +73,7 @@ class OpenVINOBlipEngine(ExportedBlipEngine):
         model = core.read_model(str(path))
         if graph == "decoder" and hint == "bf16":
             model = _bf16_caches(model)
-        return core.compile_model(model, "CPU", cache.openvino_config(hint, "LATENCY"))
+        return core.compile_model(model, self.device, cache.openvino_config(hint, "LATENCY"))
 
     def _run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict:
         return self._graph(graph)(inputs)
