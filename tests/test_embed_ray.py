@@ -19,7 +19,32 @@ import vislang  # noqa: E402
 from conftest import run_cli  # noqa: E402
 from test_embed import by_id, write_folder  # noqa: E402
 from vislang.embed import embed  # noqa: E402
-from vislang.embed.distributed import FAULT_ENV  # noqa: E402
+
+
+def fault_once_hook(marker: str):
+    """A Ray worker setup hook: while ``marker`` exists, reading an item whose path contains
+    the marker's text removes the marker and raises once, a transient fault in a decode task
+    that Ray must retry. Installed into each worker process, so none of it is vislang's code."""
+    def install() -> None:
+        import vislang.embed.sources as sources
+
+        read = sources.read_bytes
+
+        def read_bytes(item):
+            try:
+                needle = open(marker).read().strip()
+            except OSError:
+                needle = ""
+            if needle and needle in item["path"]:
+                try:
+                    os.remove(marker)  # only one task wins the removal: the fault happens once
+                except OSError:
+                    return read(item)
+                raise RuntimeError(f"injected transient fault reading {item['path']}")
+            return read(item)
+
+        sources.read_bytes = read_bytes  # decode() looks it up at call time
+    return install
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +52,10 @@ def ray_cluster(tmp_path_factory):
     import ray
 
     marker = tmp_path_factory.mktemp("fault") / "fault-once"
-    os.environ[FAULT_ENV] = str(marker)  # workers inherit it: they start after ray.init
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": fault_once_hook(str(marker))})
     yield marker
     ray.shutdown()
-    os.environ.pop(FAULT_ENV, None)
 
 
 @pytest.fixture(scope="module")

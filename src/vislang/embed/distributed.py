@@ -22,13 +22,6 @@ from vislang.errors import ImageLoadError, InputError
 
 INSTALL = "pip install 'vislang[scale]'"
 CONNECT_SECONDS = 10
-# Test hook: the path of a marker file; while it exists, decoding an item whose path contains
-# the file's text removes the marker and raises once (a transient fault Ray must retry).
-FAULT_ENV = "VISLANG_EMBED_FAULT_FILE"
-
-
-class TransientError(RuntimeError):
-    pass
 
 
 def require_ray():
@@ -87,27 +80,10 @@ def _model(name: str, backend: str, precision: str):
     return load(name, engine=EngineSpec(backend, precision, "throughput", "cpu"))
 
 
-def _maybe_fault(path: str) -> None:
-    marker = os.environ.get(FAULT_ENV)
-    if not marker:
-        return
-    try:
-        with open(marker) as file:
-            needle = file.read().strip()
-    except OSError:
-        return
-    if needle and needle in path:
-        try:
-            os.remove(marker)  # only one task wins the removal: the fault happens once
-        except OSError:
-            return
-        raise TransientError(f"injected transient fault reading {path}")
-
-
 def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
     """A Ray task: read, hash, decode and preprocess a batch of items."""
+    from vislang.embed import sources
     from vislang.embed.pipeline import describe
-    from vislang.embed.sources import read_bytes
     from vislang.images import load_image
 
     model = _model(name, backend, precision)
@@ -118,10 +94,9 @@ def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
     for i in range(n):
         item = {k: _plain(batch[k][i]) for k in ("id", "path", "file", "offset", "size",
                                                    "caption")}
-        _maybe_fault(item["path"])
         row, pixels, error = None, None, ""
         try:
-            data = read_bytes(item)
+            data = sources.read_bytes(item)
             row = describe(item, data)
             image = load_image(data, min_side=model.transform.min_side)
             pixels = model.preprocess(image).numpy()
