@@ -198,20 +198,30 @@ def test_an_index_that_does_not_exist_is_one_clear_error(tmp_path):
 
 
 # -- the loop, end to end ------------------------------------------------------------------------
-SIDES = {"left": lambda x: x < 0.4, "right": lambda x: x > 0.6}  # object centre, image widths
+# The concept the users search by: the object's size, which shapes-clip's captions never name
+# (so its rank among same-looking objects is near chance); CONCEPT(scene) -> the word or None.
+def concept(scene) -> str | None:
+    return scene.objects[0].size
 
 
-def side_of(scene) -> str | None:
-    x0, _, x1, _ = scene.objects[0].box
-    centre = (x0 + x1) / 2 / scene.image.width
-    return next((name for name, holds in SIDES.items() if holds(centre)), None)
+def query_for(scene) -> str:
+    obj = scene.objects[0]
+    return f"a {concept(scene)} {obj.colour} {obj.shape}"
+
+
+WORLD_SCENES, SEARCHES, SHOWN, HELD_OUT = 240, 240, 16, 0.25
+# Measured on this project's 2-core machine (docs/training.md): MRR 0.15 -> 0.21 with these
+# settings; the test asks for a little less.
+TRAIN = ("--freeze", "towers", "--steps", "600", "--lr", "3e-2", "--warmup", "10",
+         "--feedback-batch", "32")
+MARGIN = 0.04
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """One-object shapes scenes, indexed with the shipped shapes-clip, and simulated users'
-    searches: each looks for one scene ("a red circle on the left"), gets the shipped model's
-    top results (scrolling down to the scene when it is not among them) and opens it."""
+    searches: each looks for one scene ("a large red circle"), gets the shipped model's top
+    results (scrolling down to the scene when it is not among them) and opens it."""
     from vislang.datasets.shapes import generate_scenes
 
     folder = tmp_path_factory.mktemp("world")
@@ -225,19 +235,53 @@ def world(tmp_path_factory):
     with Index.open(folder / "index", "shapes-clip", backend="torch") as index:
         index.update([root])
         log = FeedbackLog(index.store)
-        targets = [p for p, s in scenes.items() if side_of(s)]
+        targets = sorted(p for p, s in scenes.items() if concept(s))
         rng = random.Random(7)
         for _ in range(SEARCHES):
             target = rng.choice(targets)
-            obj = scenes[target].objects[0]
-            query = f"a {obj.colour} {obj.shape} on the {side_of(scenes[target])}"
+            query = query_for(scenes[target])
             shown = [r.path for r in index.search(text=query, k=SHOWN)]
             if target not in shown:
                 shown[-1] = target  # they scrolled down to it
             ids = log.content_ids(shown)
             search_id = log.record_search(query, [ids[p] for p in shown])
             assert log.record_click(search_id, ids[target], "opened") is None
-    return folder
+    return folder / "index"
 
 
-WORLD_SCENES, SEARCHES, SHOWN = 240, 240, 16
+@pytest.fixture(scope="module")
+def tuned(world, tmp_path_factory):
+    """shapes-clip trained on the world's recorded clicks, a quarter of the searches held out."""
+    out = tmp_path_factory.mktemp("tuned") / "model"
+    result = run_cli("train", "--feedback-from", world, "--init", "shapes-clip", "--out", out,
+                     "--feedback-held-out", str(HELD_OUT), *TRAIN, "--json")
+    assert result.returncode == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+def test_training_on_recorded_clicks_raises_the_held_out_mrr(world, tuned):
+    out, report = tuned
+    held = json.loads((out / "feedback_heldout.json").read_text())["searches"]
+    assert len(held) == SEARCHES * HELD_OUT and report["searches"] == SEARCHES - len(held)
+    result = run_cli("eval", "feedback", "--index", world, "--model", "shapes-clip",
+                     "--model", out, "--backend", "torch", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert "feedback_heldout.json" in found["searches"]  # the trained model's own held-out part
+    before, after = found["models"]
+    assert before["searches"] == after["searches"] == len(held)
+    assert after["mrr"] >= before["mrr"] + MARGIN, (before, after)
+    assert after["recall@5"] > before["recall@5"]
+
+
+def test_indexing_with_the_new_model_keeps_the_old_vectors(world, tuned):
+    out, _ = tuned
+    result = run_cli("index", "--index", world, "--model", out, "--backend", "torch")
+    assert result.returncode == 0, result.stderr
+    with Index.open(world, create=False) as index:
+        counts = [index.store.vector_count(m.id) for m in index.store.models()]
+    assert counts == [WORLD_SCENES, WORLD_SCENES]  # shapes-clip's, then the tuned model's
+    # Searching with the old model still works: its vectors are untouched.
+    old = run_cli("search", "a red circle", "--index", world, "--model", "shapes-clip",
+                  "--backend", "torch", "--json")
+    assert old.returncode == 0, old.stderr

@@ -33,6 +33,8 @@ def train(
     grad_clip: float = typer.Option(1.0, "--grad-clip"),
     freeze: str = typer.Option(None, "--freeze", help="vision, text, or towers (projections only)."),
     precision: str = typer.Option("auto", "--precision", help="auto, bf16 or fp32."),
+    feedback_batch: int = typer.Option(8, "--feedback-batch", min=1, help="Searches per "
+                                       "step's feedback term."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
     eval_fraction: float = typer.Option(0.05, "--eval-fraction", min=0.0, max=0.5),
     augment_captions: bool = typer.Option(False, "--augment-captions",
@@ -54,7 +56,8 @@ def train(
     settings = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                            warmup=warmup, grad_clip=grad_clip, freeze=freeze, precision=precision,
                            checkpoint_every=checkpoint_every, eval_fraction=eval_fraction,
-                           augment_captions=augment_captions, seed=seed)
+                           augment_captions=augment_captions, feedback_batch=feedback_batch,
+                           seed=seed)
     report = run_training(data, out, settings, init=init, arch=config, feedback=feedback,
                           resume=resume, progress=not json_out,
                           log=lambda line: stderr.print(line, highlight=False))

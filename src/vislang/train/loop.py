@@ -127,6 +127,11 @@ class _Trainer:
         self.hf = model.hf_model
         self.hf.train()
         _freeze(self.hf, config.freeze)
+        self.vision_frozen = config.freeze in ("vision", "towers")
+        self.text_frozen = config.freeze in ("text", "towers")
+        # image path or query -> the frozen tower's output: with both towers frozen, a
+        # feedback step is two projections, hundreds of times faster than running the towers
+        self.pooled: dict[Path | str, torch.Tensor] = {}
         # foreach: one fused update over all tensors; PyTorch picks it only on GPUs by default.
         self.optimizer = torch.optim.AdamW(_param_groups(self.hf, config.weight_decay),
                                            lr=config.lr, foreach=True)
@@ -222,13 +227,43 @@ class _Trainer:
         picked = [self.searches[i] for i in rng.choice(len(self.searches), count, replace=False)]
         paths = list(dict.fromkeys(p for s in picked for p in (*s.clicked, *s.skipped)))
         column = {p: i for i, p in enumerate(paths)}
-        pixels = torch.stack([self.model.transform(load_image(p)) for p in paths])
-        image, text = self.features(pixels, [s.query for s in picked])
+        image = self.search_images(paths)
+        text = self.search_texts([s.query for s in picked])
         logits = self.hf.logit_scale.exp() * text @ image.T
         targets = torch.zeros(len(picked), len(paths))
         for row, search in enumerate(picked):
             targets[row, [column[p] for p in search.clicked]] = 1 / len(search.clicked)
         return F.cross_entropy(logits.float(), targets)
+
+    def search_images(self, paths: list[Path]) -> torch.Tensor:
+        """Normalised embeddings of feedback images. With the vision tower frozen, its output
+        for an image never changes: it is computed once per image and kept (a search's images
+        come back step after step), and only the projection runs each step."""
+        if not self.vision_frozen:
+            pixels = torch.stack([self.model.transform(load_image(p)) for p in paths])
+            return self.features(pixels, None)[0]
+        todo = [p for p in dict.fromkeys(paths) if p not in self.pooled]
+        if todo:
+            with torch.no_grad():
+                pixels = torch.stack([self.model.transform(load_image(p)) for p in todo])
+                pooled = self.hf.vision_model(pixel_values=pixels).pooler_output
+            self.pooled.update(zip(todo, pooled))
+        pooled = torch.stack([self.pooled[p] for p in paths])
+        return F.normalize(self.hf.visual_projection(pooled), dim=-1)
+
+    def search_texts(self, queries: list[str]) -> torch.Tensor:
+        """Normalised embeddings of queries; kept per query, as images are, when the text
+        tower is frozen."""
+        if not self.text_frozen:
+            return self.features(None, queries)[1]
+        todo = [q for q in dict.fromkeys(queries) if q not in self.pooled]
+        if todo:
+            tokens = trim_padding(self.model.tokenize(todo, truncate=True))
+            with torch.no_grad():
+                pooled = self.hf.text_model(input_ids=tokens).pooler_output
+            self.pooled.update(zip(todo, pooled))
+        pooled = torch.stack([self.pooled[q] for q in queries])
+        return F.normalize(self.hf.text_projection(pooled), dim=-1)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self, directory: Path) -> None:
