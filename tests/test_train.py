@@ -88,6 +88,26 @@ def test_feedback_lifts_clicked_image_above_skipped(pairs_file, tmp_path):
     assert scores[0] > scores[1:].max()
 
 
+def test_feedback_alone_with_frozen_towers_lifts_the_clicked_image(pairs_file, tmp_path):
+    # No pairs, towers frozen: the trainer keeps each image's and query's tower output and
+    # trains the projections on them; the saved model must rank as the training saw it.
+    images = sorted((pairs_file.parent / "images").glob("*.png"))
+    clicked, skipped = images[5], images[6:12]
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(json.dumps({"query": "the one from the lake",
+                                    "clicked": [str(clicked)],
+                                    "shown": [str(p) for p in [*skipped, clicked]]}) + "\n")
+    report = train(None, tmp_path / "out", _quick(steps=30, lr=2e-2, freeze="towers"),
+                   arch="tiny", feedback=feedback, progress=False, log=lambda _: None)
+    assert report["pairs"] == 0 and report["searches"] == 1
+    model = vislang.load(str(tmp_path / "out"))
+    scores = model.embed_images([clicked, *skipped]) @ model.embed_texts(
+        ["the one from the lake"])[0]
+    assert scores[0] > scores[1:].max()
+    with pytest.raises(InputError, match="nothing to train on"):
+        train(None, tmp_path / "none", _quick(), arch="tiny", progress=False)
+
+
 def test_bad_records_are_skipped_with_line_numbers(pairs_file, tmp_path):
     lines = pairs_file.read_text().splitlines()[:40]
     broken = tmp_path / "broken.jsonl"

@@ -64,7 +64,7 @@ def export(
     stderr.print(f"exported {s['records']} searches{f' to {out}' if out else ''}; skipped "
                  f"{s['missing_ids']} results no longer in the index and "
                  f"{s['searches_without_clicks']} searches with no chosen result",
-                 highlight=False)
+                 highlight=False, soft_wrap=True)
 
 
 @feedback_app.command("stats")

@@ -90,7 +90,7 @@ def _index_feedback(folder: Path, fraction: float, seed: int):
     summary = found.export.summary()
     stderr.print(f"feedback from {folder}: {summary['records']} searches with a chosen result "
                  f"({len(found.held_out)} held out); skipped {summary['missing_ids']} results no "
-                 f"longer in the index", highlight=False)
+                 f"longer in the index", highlight=False, soft_wrap=True)
     if not found.train:
         raise InputError(f"every recorded search of {folder} is held out; record more "
                          "searches or lower --feedback-held-out")
