@@ -210,11 +210,11 @@ def query_for(scene) -> str:
 
 
 WORLD_SCENES, SEARCHES, SHOWN, HELD_OUT = 240, 240, 16, 0.25
-# Measured on this project's 2-core machine (docs/training.md): MRR 0.15 -> 0.21 with these
-# settings; the test asks for a little less.
+# Measured with these settings (docs/training.md): held-out MRR 0.150 -> 0.317, recall@5
+# 13% -> 47%; the test asks for a rise a little under that.
 TRAIN = ("--freeze", "towers", "--steps", "600", "--lr", "3e-2", "--warmup", "10",
          "--feedback-batch", "32")
-MARGIN = 0.04
+MARGIN = 0.12
 
 
 @pytest.fixture(scope="module")
