@@ -256,7 +256,8 @@ async function detailCall(url, fields, button, working) {
 function drawTextBoxes(item) {
   const svg = $("text-boxes");
   svg.replaceChildren();
-  svg.hidden = true;
+  // An <svg> has no `hidden` property (HTML elements do): the attribute itself is what hides it.
+  svg.setAttribute("hidden", "");
   const words = (item.ocr || []).flatMap((line) => line.words.length ? line.words : [line]);
   if (!words.length) return;
   const draw = () => {
@@ -271,7 +272,7 @@ function drawTextBoxes(item) {
       shape.append(title);
       svg.append(shape);
     }
-    svg.hidden = false;
+    svg.removeAttribute("hidden");
   };
   $("full").addEventListener("load", draw, { once: true });
 }
