@@ -166,8 +166,8 @@ def _unsupported_text(text: dict) -> list[str]:
         out.append(f"a text projection {text['hf_proj_type']!r} (mapped: mlp, linear)")
     if text.get("proj_bias"):
         out.append("a text projection with bias")
-    if text.get("tokenizer_mode") or set(text.get("tokenizer_kwargs") or {}) - {"clean"} \
-            or (text.get("tokenizer_kwargs") or {}).get("clean", "whitespace") != "whitespace":
+    kwargs = text.get("tokenizer_kwargs") or {}
+    if text.get("tokenizer_mode") or kwargs not in ({}, {"clean": "whitespace"}):
         out.append("non-default tokenizer settings (tokenizer_kwargs / tokenizer_mode)")
     return out
 
