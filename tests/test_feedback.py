@@ -14,7 +14,6 @@ import os
 import random
 import sqlite3
 
-import numpy as np
 import pytest
 from conftest import run_cli
 from serve_gallery import Gallery, build  # skips without fastapi

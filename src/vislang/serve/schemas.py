@@ -54,7 +54,7 @@ class FeedbackIn(BaseModel):
     """A result of a recorded search that the user opened or marked "this one"."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
-    search_id: int = Field(ge=1, description="search_id from GET /api/search.")
+    search_id: int = Field(ge=1, le=2**63 - 1, description="search_id from GET /api/search.")
     id: str = Field(min_length=1, max_length=64, pattern="^[0-9a-f]+$",
                     description="The result's id from the same search.")
     kind: Literal["opened", "this one"]

@@ -322,7 +322,9 @@ def carried_files(source: Path) -> dict[str, bytes]:
     came from (an earlier checkpoint) may be replaced while training goes on."""
     return {f.name: f.read_bytes() for f in source.iterdir()
             if f.is_file() and f.suffix in (".json", ".txt", ".model")
-            and f.name not in ("config.json", "generation_config.json")}
+            and f.name not in ("config.json", "generation_config.json",
+                               # an earlier run's held-out searches say nothing of this run's
+                               "feedback_heldout.json")}
 
 
 def save_model(model: ClipModel, directory: Path, carried: dict[str, bytes]) -> None:
