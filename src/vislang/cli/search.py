@@ -57,6 +57,13 @@ def index(
     from_embeddings: Path = typer.Option(None, "--from-embeddings", help="Make the images of "
                                          "`vislang embed --out DIR` searchable from its shards, "
                                          "without embedding them again (docs/scale.md)."),
+    index_type: str = typer.Option(None, "--index-type", help="The vector index to build: "
+                                   "auto, flat, hnsw, ivf-flat, ivf-pq or opq-ivf-pq; kept with "
+                                   "the index. auto picks the most accurate that fits "
+                                   "--max-memory (docs/scale.md)."),
+    max_memory: str = typer.Option(None, "--max-memory", help="Memory the vector index may "
+                                   "take, built and searched, e.g. 2GB or 512MB; kept with the "
+                                   "index."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
@@ -77,13 +84,22 @@ def index(
         raise InputError("--from-embeddings imports vislang embed output on its own, with the "
                          "model it was embedded with; index folders, --ocr or --watch in a "
                          "second run")
+    choosing = index_type is not None or max_memory is not None
+    if choosing:  # a mistyped kind or size fails before any work
+        from vislang.search.plan import choose, parse_memory
+
+        choose(0, 1, index_type or "auto", parse_memory(max_memory) if max_memory else None)
     create = (bool(folders) or from_embeddings is not None) and not status
     with _open(index_path, model, spec, create=create) as idx:
         if status:
             return _print_status(idx.stats(), json_out)
+        if choosing:  # too small for what the index holds already: fail before the work
+            idx.check_ann(index_type, max_memory)
         if from_embeddings is not None:  # the shards' model, named by their manifest
             summary = idx.import_embeddings(from_embeddings)
-            return _print_summary(summary, json_out)
+            plan = idx.build_ann(index_type, max_memory, not json_out) if choosing else None
+            _print_summary(summary, json_out, plan)
+            return
         if idx.model_name is None:
             idx.model_name = settings().model
         if ocr:  # fail before the embedding work when the OCR extra is missing
@@ -95,19 +111,28 @@ def index(
             from vislang.textread.index import ocr_index
 
             read = ocr_index(idx, reader, progress=not json_out)
+        plan = idx.build_ann(index_type, max_memory, not json_out) if choosing else None
     if json_out:
-        return print_json({**summary.as_dict(), **({"ocr": read.as_dict()} if ocr else {})})
-    _print_summary(summary, json_out)
+        return print_json({**summary.as_dict(), **({"ocr": read.as_dict()} if ocr else {}),
+                           **({"ann": _plan_record(plan)} if plan else {})})
+    _print_summary(summary, json_out, plan)
     if ocr:
         print_ocr_summary(read)
     if watch:
         _watch(index_path, model, spec, folders, exclude, hidden, poll, json_out)
 
 
-def _print_summary(summary, json_out: bool) -> None:
-    """What an update or an import changed: a line for people, the record for --json."""
+def _plan_record(plan) -> dict:
+    """The vector index chosen, for --json."""
+    return {"index_type": plan.kind, "factory": plan.factory, "index_bytes": plan.index_bytes,
+            "peak_bytes": plan.peak_bytes, "reason": plan.reason}
+
+
+def _print_summary(summary, json_out: bool, plan=None) -> None:
+    """What an update or an import changed (and the vector index chosen, if one was): a line
+    for people, the record for --json."""
     if json_out:
-        return print_json(summary.as_dict())
+        return print_json({**summary.as_dict(), **({"ann": _plan_record(plan)} if plan else {})})
     stdout.print(f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
                  f"removed {summary.removed}, unchanged {summary.unchanged}, "
                  f"skipped {len(summary.skipped)}; "
@@ -118,6 +143,8 @@ def _print_summary(summary, json_out: bool) -> None:
         stdout.print(f"  skipped {path}: {reason}", highlight=False)
     if len(summary.skipped) > SKIPPED_SHOWN:
         stdout.print(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more (--json lists all)")
+    if plan is not None:
+        stdout.print(f"vector index: {plan.describe()}", highlight=False, markup=False)
 
 
 def _watch(index_path, model, spec, folders, exclude, hidden: bool, poll: bool,
@@ -175,6 +202,9 @@ def _print_status(stats: dict, json_out: bool) -> None:
     stdout.print(f"files: {stats['files']} ({stats['distinct_contents']} distinct contents, "
                  f"{stats['unreadable']} unreadable)")
     stdout.print("roots: " + (", ".join(stats["roots"]) or "none yet"))
+    budget = stats["ann"]["max_memory"]
+    stdout.print(f"vector index: {stats['ann']['index_type']}"
+                 + (f", --max-memory {budget / 2**20:.0f}MB" if budget else ""))
     table = Table("model", "vectors", "dim", title=f"current model: {stats['model']}")
     for m in stats["models"]:
         table.add_row(m["model_key"], str(m["vectors"]), str(m["dim"]))
@@ -199,6 +229,9 @@ def search(
     threshold: float = typer.Option(None, "--threshold", min=-1.0, max=1.0,
                                     help="Drop results scoring below this cosine similarity "
                                     "(-1..1)."),
+    rerank: int = typer.Option(None, "--rerank", min=0, max=100_000, help="Re-score this many "
+                               "candidates with the exact stored vectors (default: 100 on a "
+                               "compressed ivf-pq index, none on the others; 0: never)."),
     index_path: Path = IndexOption,
     model: str = SearchModelOption,
     backend: str = BackendOption,
@@ -226,7 +259,7 @@ def search(
                       until=parse_date(until, end=True) if until else None)
     with _open(index_path, model, spec) as idx:
         results = idx.search(text=query, image=image, k=top, add=add, sub=sub, filters=filters,
-                             threshold=threshold, text_filter=text)
+                             threshold=threshold, text_filter=text, rerank=rerank)
         # the text query loaded the model: say so if it cannot read the query's script
         if query and (note := idx.model("latency").script_note(query)):
             print(note, file=sys.stderr)

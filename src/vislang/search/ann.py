@@ -43,6 +43,13 @@ batched over all threads. A near-duplicate lies so close to its vector that it f
 the few nearest cells: with 2,000 planted copies at 1M, cosine 0.93 and 0.97, 16 cells found
 every pair (8 missed one in 4,000) at a quarter of the cost of the 64 a search probes.
 
+Beyond memory (``vislang.search.plan`` chooses; see docs/scale.md): the same functions build
+any kind a ``Plan`` names -- flat, IVF-Flat, HNSW, IVF-PQ, OPQ+IVF-PQ -- from a training
+sample and batches of vectors, so a caller streaming from the store never holds every vector
+at once. Filters work on each: IVF kinds (PQ included) probe more cells as above, HNSW widens
+its search list (``efSearch``) the same way. PQ scores are estimates from the codes; the
+caller re-scores the best candidates with the stored vectors (``rerank``).
+
 Threads: FAISS (OpenMP) uses as many threads as this process may use cores (the CPU
 affinity, not the host's core count) -- for building and for batches of queries. A single
 query runs on one thread, which keeps its latency steady on a machine that is busy elsewhere.
@@ -53,21 +60,24 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-EXACT_LIMIT = 50_000  # vectors; above it an IVF index (see the module docstring for why)
+from vislang.search import plan as plans
+
+EXACT_LIMIT = plans.EXACT_LIMIT  # vectors; above it an IVF index (see the module docstring)
 NPROBE = 64  # IVF cells scanned per query
-LISTS_PER_SQRT_N = 4  # nlist = 4 * sqrt(N)
-TRAIN_POINTS_PER_LIST = 64  # k-means sample size, per cell
-TRAIN_MIN_POINTS_PER_LIST = 39  # below this FAISS warns that k-means is under-fed
+TRAIN_POINTS_PER_LIST = plans.TRAIN_POINTS_PER_LIST  # k-means sample size, per cell
 TRAIN_ITERATIONS = 10
 SEED = 1234  # k-means sample and initialisation: the same vectors give the same index
 BITMAP_BYTES_PER_ID = 32  # filters: a bitmap of ids up to this size (~a hash set's), else a set
 NEIGHBOUR_NPROBE = 16  # IVF cells neighbours() probes: near-duplicates share nearby cells
 NEIGHBOUR_BATCH = 16_384  # queries per FAISS call in neighbours(): bounds its memory
+HNSW_EF_SEARCH = 64  # HNSW candidates kept while walking the graph (FAISS's default is 16)
+HNSW_MAX_EF = 4_096  # the most a filtered HNSW search widens it to
 
 
 def _cores() -> int:
@@ -80,33 +90,87 @@ def _cores() -> int:
 faiss.omp_set_num_threads(_cores())
 
 
-def build(vectors: np.ndarray, ids: np.ndarray, exact_limit: int = EXACT_LIMIT) -> faiss.Index:
+def build(vectors: np.ndarray, ids: np.ndarray, exact_limit: int = EXACT_LIMIT,
+          plan: plans.Plan | None = None) -> faiss.Index:
     """An inner-product index of ``vectors`` (float32 [N, D], unit length) under ``ids``
-    (int64 [N], unique): exact up to ``exact_limit`` vectors, IVF above. N may be 0."""
+    (int64 [N], unique): the kind ``plan`` names, by default exact up to ``exact_limit``
+    vectors and IVF above. N may be 0."""
     vectors = _matrix(vectors)
     ids = _ids(ids, len(vectors))
     n, dim = vectors.shape
-    if n <= exact_limit:
-        index = faiss.index_factory(dim, "IDMap,Flat", faiss.METRIC_INNER_PRODUCT)
-    else:
-        nlist = _nlist(n)
-        index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-        index.cp.spherical = True
-        index.cp.niter = TRAIN_ITERATIONS
-        index.cp.seed = SEED
-        index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
-        sample = min(n, nlist * TRAIN_POINTS_PER_LIST)
-        rows = np.sort(np.random.default_rng(SEED).choice(n, sample, replace=False))
-        index.train(vectors[rows])
-        index.nprobe = min(NPROBE, nlist)  # saved with the index
-    if n:
-        index.add_with_ids(vectors, ids)
+    plan = plan or plans.choose(n, dim, exact_limit=exact_limit)
+    return build_streaming(plan, dim, vectors[sample_rows(n, plan.train_rows)], [(ids, vectors)])
+
+
+def sample_rows(n: int, size: int) -> np.ndarray:
+    """``size`` of the row numbers 0..n-1, sorted, drawn the same way every time."""
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SEED).choice(n, size, replace=False))
+
+
+def build_streaming(plan: plans.Plan, dim: int, sample: np.ndarray,
+                    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                    on_batch: Callable[[int], None] | None = None) -> faiss.Index:
+    """The index ``plan`` names, trained on ``sample`` (float32 [S, D]; unused by kinds that
+    need no training) and filled from ``batches`` of (ids, vectors), one at a time, so only
+    the index and one batch are ever in memory. ``on_batch(rows)`` after each, for progress."""
+    index = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.cp.spherical = True  # cosine: centroids on the sphere, like the vectors
+        ivf.cp.niter = TRAIN_ITERATIONS
+        ivf.cp.seed = SEED
+        ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+        ivf.nprobe = min(NPROBE, ivf.nlist)  # saved with the index
+        _lighten_pq_training(index, ivf)
+    hnsw = _hnsw(index)
+    if hnsw is not None:
+        hnsw.efSearch = HNSW_EF_SEARCH
+    if not index.is_trained:
+        index.train(_matrix(sample, dim))
+    for ids, vectors in batches:
+        index.add_with_ids(_matrix(vectors, dim), _ids(ids, len(vectors)))
+        if on_batch is not None:
+            on_batch(len(ids))
     return index
 
 
-def _nlist(n: int) -> int:
-    """IVF cells for ``n`` vectors: 4 * sqrt(n), but never so many that k-means is under-fed."""
-    return max(1, min(round(LISTS_PER_SQRT_N * math.sqrt(n)), n // TRAIN_MIN_POINTS_PER_LIST))
+def _lighten_pq_training(index: faiss.Index, ivf: faiss.IndexIVF) -> None:
+    """PQ's sub-quantisers (and OPQ's rotation) train with the coarse k-means' budget, not
+    FAISS's defaults: each sub-quantiser is a 256-centroid k-means in a few dimensions, which
+    runs slowly here (~40 ms an iteration for 10,000 points), so FAISS's 65,536 points x 25
+    iterations for each of 128 sub-quantisers would take a quarter of an hour to train.
+    Polysemous training (on by default from index_factory) reorders codes for Hamming-distance
+    filtering, which vislang never uses: it took 160 s of a 165 s build at 20k x 64-d."""
+    ivf = faiss.downcast_index(ivf)  # the IndexIVFPQ behind the generic IndexIVF
+    if hasattr(ivf, "do_polysemous_training"):
+        ivf.do_polysemous_training = False
+    if hasattr(ivf, "pq"):
+        ivf.pq.cp.niter = TRAIN_ITERATIONS
+        ivf.pq.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+        ivf.pq.cp.seed = SEED
+    if isinstance(index, faiss.IndexPreTransform):
+        for step in range(index.chain.size()):
+            rotation = faiss.downcast_VectorTransform(index.chain.at(step))
+            if isinstance(rotation, faiss.OPQMatrix):
+                rotation.niter = TRAIN_ITERATIONS
+                rotation.max_train_points = 256 * TRAIN_POINTS_PER_LIST
+
+
+def _hnsw(index: faiss.Index):
+    """The HNSW graph inside ``index`` (an IDMap around an HNSW), or None."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    return inner.hnsw if hasattr(inner, "hnsw") else None
+
+
+def rerank(query: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of candidate ``ids`` by exact cosine with their stored ``vectors``:
+    (scores float32 [<=k], ids int64 [<=k]), best first; ties keep the candidates' order."""
+    scores = _matrix(vectors, len(query)) @ np.asarray(query, np.float32)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return scores[order], np.asarray(ids, np.int64)[order]
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int,
@@ -133,7 +197,13 @@ def _search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray
     if allowed is not None:
         selector, bitmap = _selector(allowed)  # both must outlive the search call
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None:
+    hnsw = _hnsw(index) if ivf is None else None
+    if hnsw is not None:  # like IVF below: the fewer ids allowed, the wider the search
+        ef = max(k, hnsw.efSearch)
+        if allowed is not None:
+            ef = min(max(k, HNSW_MAX_EF), math.ceil(ef * index.ntotal / len(allowed)))
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+    elif ivf is None:
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
     else:
         probes = nprobe or ivf.nprobe

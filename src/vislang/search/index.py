@@ -30,6 +30,7 @@ from vislang.images import is_image_path
 from vislang.parallel import batched, ordered_map
 from vislang.progress import progress_bar
 from vislang.search import ann, keywords
+from vislang.search import plan as plans
 from vislang.search.query import Filters, Term, combine
 from vislang.search.scan import FileStat, exif_time, read_content, walk
 from vislang.search.store import FileRow, ModelRow, Store, fold
@@ -42,6 +43,7 @@ DB_NAME = "index.db"
 LOCK_NAME = "write.lock"
 HOLDER_NAME = "write.pid"  # the lock holder's pid, for the message a second writer gets
 BATCH = 32  # images per commit (more on CUDA): a killed run loses at most this many embeddings
+ANN_TYPE, ANN_MAX_MEMORY = "ann_type", "ann_max_memory"  # meta keys: the index kind chosen
 
 
 def default_index_path() -> Path:
@@ -97,7 +99,8 @@ class Index:
         self._clip = model if not isinstance(model, (str, type(None))) else None
         self.model_name: str | None = (self._clip.checkpoint.name if self._clip else model) \
             or self.store.get_meta("model")
-        self._ann: dict[int, tuple[int, object]] = {}  # model id -> (version, faiss index)
+        # model id -> (version, settings, faiss index, its plan)
+        self._ann: dict[int, tuple[int, str, object, plans.Plan]] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model=None, backend: str = "auto",
@@ -406,7 +409,7 @@ class Index:
                filters: Filters | None = None, threshold: float | None = None,
                caption_weight: float = keywords.CAPTION_WEIGHT,
                text_weight: float = keywords.TEXT_WEIGHT,
-               text_filter: str | None = None) -> list[Result]:
+               text_filter: str | None = None, rerank: int | None = None) -> list[Result]:
         """Best ``k`` files for a text and/or image query, plus weighted terms to add or
         subtract (rclip style), within ``filters``. Scores are cosine similarities, raised
         for images whose stored caption or read text (OCR) holds ``text``'s words: per word,
@@ -416,6 +419,9 @@ class Index:
 
         ``text_filter``: only images whose read text contains this phrase (case and line
         breaks aside). Results carry the read lines the query's words or the phrase matched.
+
+        ``rerank``: re-score this many candidates with the exact stored vectors (default: 100
+        on a compressed index, whose own scores are estimates, else none).
         """
         terms = ([Term(text)] if text else []) + ([Term(image, is_image=True)] if image else [])
         terms += [Term.parse(t) if isinstance(t, str) else t for t in add]
@@ -441,11 +447,8 @@ class Index:
             allowed = having if allowed is None else np.intersect1d(allowed, having)
             if len(allowed) == 0:
                 return []
-        index = self._ann_for(row)
-
         def best_among(ids: np.ndarray | None, n: int = k) -> dict[int, float]:
-            scores, found = ann.search(index, query[None], n, ids)
-            return {int(i): float(s) for i, s in zip(found[0], scores[0]) if i >= 0}
+            return dict(self._nearest(row, query, n, ids, rerank))
 
         words = keywords.query_words(text or "")
         read_text = bool(text_weight) and self.store.has_ocr()
@@ -512,13 +515,88 @@ class Index:
                         return vector
         return self.model("latency").embed_images([term.value])[0]
 
-    def _ann_for(self, row: ModelRow):
-        """The FAISS index of a model's vectors: in memory, on disk, or rebuilt when stale."""
+    def nearest(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+                rerank: int | None = None) -> list[tuple[int, float]]:
+        """The ``k`` vector ids nearest to ``query`` (a unit vector of the model's dimension)
+        with their cosines, best first: the vector search beneath ``search``, without files,
+        filters by path or keyword blending. ``allowed``, ``rerank``: as in ``search``."""
+        return self._nearest(self._model_row(), np.asarray(query, np.float32), k, allowed,
+                             rerank)
+
+    def _nearest(self, row: ModelRow, query: np.ndarray, k: int, allowed: np.ndarray | None,
+                 rerank: int | None) -> list[tuple[int, float]]:
+        index, plan = self._ann_for(row)
+        depth = plan.rerank if rerank is None else rerank
+        if depth <= 0:
+            scores, found = ann.search(index, query[None], k, allowed)
+            return [(int(i), float(s)) for i, s in zip(found[0], scores[0]) if i >= 0]
+        if allowed is not None and len(allowed) <= max(depth, k):
+            candidates = allowed  # a small filter: score every allowed vector exactly
+        else:
+            found = ann.search(index, query[None], max(depth, k), allowed)[1][0]
+            candidates = found[found >= 0]
+        ids, vectors = self.store.vectors(row, candidates.tolist())  # only the candidates
+        scores, best = ann.rerank(query, ids, vectors, k)
+        return [(int(i), float(s)) for i, s in zip(best, scores)]
+
+    # -- the vector index (derived, rebuilt when stale) --------------------------------------
+    def ann_settings(self) -> tuple[str, int | None]:
+        """The index kind asked for (``auto`` unless set) and the memory budget (None: none),
+        as ``build_ann`` stored them: every later search and update builds the same kind."""
+        budget = self.store.get_meta(ANN_MAX_MEMORY)
+        return self.store.get_meta(ANN_TYPE) or "auto", int(budget) if budget else None
+
+    def plan_ann(self, index_type: str | None = None,
+                 max_memory: str | int | None = None) -> plans.Plan:
+        """The index ``build_ann`` would build now for this model's vectors (``None``: the
+        stored setting); raises InputError when the budget is too small, changing nothing."""
+        kind, budget = self._resolve(index_type, max_memory)
+        row = self._model_row()
+        return plans.choose(self.store.vector_count(row.id), row.dim, kind, budget,
+                            self.exact_limit)
+
+    def check_ann(self, index_type: str | None = None,
+                  max_memory: str | int | None = None) -> None:
+        """Raise InputError now if the settings cannot hold the vectors the index already has
+        for its model (none yet: nothing to check), before an update spends time on work."""
+        try:
+            self._model_row()
+        except InputError:  # no vectors for this model yet
+            return
+        self.plan_ann(index_type, max_memory)
+
+    def build_ann(self, index_type: str | None = None, max_memory: str | int | None = None,
+                  progress: bool = False) -> plans.Plan:
+        """Choose the vector index (``index_type``: one of ``plan.KINDS``; ``max_memory``:
+        bytes or "2GB"), keep the choice with the index, and build it now. Returns the plan,
+        which says what was chosen and why. A budget too small raises InputError before
+        anything is written."""
+        kind, budget = self._resolve(index_type, max_memory)
+        self.plan_ann(kind, budget)  # fails here, with the old settings and cache intact
+        with self.writing(), self.store.transaction():
+            self.store.set_meta(ANN_TYPE, kind)
+            self.store.set_meta(ANN_MAX_MEMORY, str(budget) if budget else "")
+        return self._ann_for(self._model_row(), progress)[1]
+
+    def _resolve(self, index_type: str | None,
+                 max_memory: str | int | None) -> tuple[str, int | None]:
+        kind, budget = self.ann_settings()
+        if isinstance(max_memory, str):
+            max_memory = plans.parse_memory(max_memory)
+        return index_type or kind, max_memory if max_memory is not None else budget
+
+    def _ann_for(self, row: ModelRow, progress: bool = False) -> tuple[object, plans.Plan]:
+        """The FAISS index of a model's vectors and its plan: in memory, on disk, or rebuilt
+        when the vectors or the settings changed."""
+        kind, budget = self.ann_settings()
+        settings_tag = f"{kind}-{budget or 'any'}"
         cached = self._ann.get(row.id)
         current = self.store.model(row.model_key)
-        if cached and cached[0] == current.version:
-            return cached[1]
-        path = self.folder / f"ann-{row.id}-v{current.version}.faiss"
+        if cached and cached[:2] == (current.version, settings_tag):
+            return cached[2], cached[3]
+        plan = plans.choose(self.store.vector_count(row.id), row.dim, kind, budget,
+                            self.exact_limit)
+        path = self.folder / f"ann-{row.id}-v{current.version}-{settings_tag}.faiss"
         index = None
         if path.is_file():
             try:
@@ -526,14 +604,27 @@ class Index:
             except ValueError:  # a damaged cache is only a cache: build it again
                 index = None
         if index is None:
-            ids, vectors = self.store.vectors(current)
-            index = ann.build(vectors, ids, self.exact_limit)
-            ann.save(index, path)
-            for old in self.folder.glob(f"ann-{row.id}-v*.faiss"):
-                if old != path:
-                    old.unlink(missing_ok=True)
-        self._ann[row.id] = (current.version, index)
-        return index
+            index = self._build(current, plan, progress)
+            if self.store.model(row.model_key).version == current.version:  # not stale yet
+                ann.save(index, path)
+                for old in self.folder.glob(f"ann-{row.id}-v*.faiss"):
+                    if old != path:
+                        old.unlink(missing_ok=True)
+        self._ann[row.id] = (current.version, settings_tag, index, plan)
+        return index, plan
+
+    def _build(self, row: ModelRow, plan: plans.Plan, progress: bool):
+        """Build ``plan``'s index from the store: train on a sample fetched by id, then add
+        the vectors a batch at a time, so memory holds the index and one batch."""
+        all_ids = self.store.vector_ids(row)
+        chosen = all_ids[ann.sample_rows(len(all_ids), plan.train_rows)]
+        del all_ids
+        sample = self.store.vectors(row, chosen.tolist())[1] if plan.train_rows else \
+            np.empty((0, row.dim), np.float32)
+        with progress_bar(self.store.vector_count(row.id), f"building {plan.kind} index",
+                          unit="vectors", enabled=progress) as advance:
+            return ann.build_streaming(plan, row.dim, sample,
+                                       self.store.iter_vectors(row, plans.ADD_BATCH), advance)
 
     def duplicates(self, threshold: float = 0.95) -> list[list[Result]]:
         """Groups of files whose images are near-duplicates (cosine >= threshold), largest
@@ -542,7 +633,7 @@ class Index:
         _check_threshold(threshold, 0.0)
         row = self._model_row()
         ids, vectors = self.store.vectors(row)
-        pairs = ann.neighbours(self._ann_for(row), vectors, ids, threshold)
+        pairs = ann.neighbours(self._ann_for(row)[0], vectors, ids, threshold)
         parent = {int(i): int(i) for i in ids}
 
         def find(x: int) -> int:
@@ -572,6 +663,7 @@ class Index:
         size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
         return {"path": str(self.folder), "roots": self.store.roots(), **self.store.counts(),
                 "model": self.model_name,
+                "ann": dict(zip(("index_type", "max_memory"), self.ann_settings())),
                 "models": [{"name": m.name, "model_key": m.model_key, "dim": m.dim,
                             "vectors": self.store.vector_count(m.id)}
                            for m in self.store.models()],

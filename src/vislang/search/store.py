@@ -266,6 +266,28 @@ class Store:
                                         f"AND id IN ({marks})", (model.id, *chunk)).fetchall()
         return _unpack(rows, model.dim)
 
+    def vector_ids(self, model: ModelRow) -> np.ndarray:
+        """A model's vector ids, ascending (8 bytes each: cheap where the vectors are not)."""
+        rows = self.db.execute("SELECT id FROM vectors WHERE model_id = ? ORDER BY id",
+                               (model.id,)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def iter_vectors(self, model: ModelRow, batch: int = 32_768
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """A model's (ids, vectors) in ascending id order, ``batch`` at a time: an index
+        build holds one batch, never the whole set. Each batch starts after the last id seen
+        (not at an OFFSET, which SQLite would count up to on every call)."""
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT id, vector FROM vectors WHERE model_id = ? AND id > ? "
+                                   "ORDER BY id LIMIT ?", (model.id, last, batch)).fetchall()
+            if not rows:
+                return
+            ids, vectors = _unpack(rows, model.dim)
+            del rows  # the blobs: a batch should exist as few times over as it can
+            last = int(ids[-1])
+            yield ids, vectors
+
     def vector_for_hash(self, model: ModelRow, content_hash: str) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM vectors WHERE model_id = ? AND hash = ?",
                               (model.id, content_hash)).fetchone()
