@@ -3,20 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 pytest.importorskip("rapidocr", reason="the OCR extra is not installed")
+from browser import chromium, open_page  # noqa: E402  (skips without Playwright or Chromium)
 from serve_gallery import ServerThread  # noqa: E402  (skips without fastapi)
-
-CHROMIUM = os.environ.get("VISLANG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                               "(pip install 'vislang[test]')")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VISLANG_CHROMIUM)",
-                allow_module_level=True)
 
 from vislang.datasets.shapes import generate_scenes  # noqa: E402
 from vislang.datasets.text_scenes import generate_text_scene  # noqa: E402
@@ -24,7 +15,6 @@ from vislang.search import Index  # noqa: E402
 from vislang.serve import create_app  # noqa: E402
 from vislang.textread.index import ocr_index  # noqa: E402
 
-TIMEOUT = 60_000
 WORDS = ("COFFEE", "MUSEUM", "BAKERY")
 
 
@@ -52,17 +42,9 @@ def gallery(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(gallery, tmp_path_factory):
     app = create_app(gallery[0], thumbnails=tmp_path_factory.mktemp("thumbs"))
-    with ServerThread(app) as server, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(TIMEOUT)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(server.url)
+    with ServerThread(app) as server, chromium() as browser, \
+            open_page(browser, server.url) as page:
         yield page
-        browser.close()
-        assert not errors, errors
     app.state.vislang.close()
 
 

@@ -3,24 +3,12 @@ this test starts on a generated gallery with the shipped models."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
-
 import pytest
 
+from browser import chromium, open_page, until
 from serve_gallery import CAPTION_MODEL, VQA_MODEL, Gallery, ServerThread, build
 
-CHROMIUM = os.environ.get("VISLANG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                               "(pip install 'vislang[test]')")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VISLANG_CHROMIUM)",
-                allow_module_level=True)
-
 from vislang.serve import create_app  # noqa: E402
-
-TIMEOUT = 60_000  # ms: generous, the machine may be busy; nothing here measures speed
 
 
 @pytest.fixture(scope="module")
@@ -46,34 +34,14 @@ def server(gallery, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture()
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server.url)
-    yield page
-    context.close()
-    assert not errors, errors  # no uncaught script errors along the way
-
-
-def until(page, expression: str, timeout: float = TIMEOUT / 1000) -> None:
-    """Wait until a JS expression is true. Polled from here: Playwright's wait_for_function
-    evaluates a string inside the page, which the page's Content-Security-Policy forbids."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still false after {timeout:.0f} s: {expression}")
-        page.wait_for_timeout(50)
+    with open_page(browser, server.url) as page:  # no uncaught script errors along the way
+        yield page
 
 
 def search(page, query: str) -> None:
@@ -186,20 +154,16 @@ def test_a_long_query_stays_inside_the_page(page):
 
 
 def test_works_at_phone_width(browser, server, gallery):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True,
-                                  has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    page.goto(server.url)
-    path, caption = next(iter(gallery.unique().items()))
-    page.fill("#q", caption)
-    page.keyboard.press("Enter")
-    page.locator(".tile").first.wait_for()
-    assert first_path(page) == path
-    # Nothing wider than the screen: no sideways scrolling.
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    page.locator(".tile").first.tap()
-    page.locator("#overlay").wait_for(state="visible")
-    box = page.locator("#detail").bounding_box()
-    assert box["width"] <= 375
-    context.close()
+    """Touch on a phone (tests/test_serve_web_narrow.py drives every control by keyboard)."""
+    with open_page(browser, server.url, 375, 740, is_mobile=True, has_touch=True) as page:
+        path, caption = next(iter(gallery.unique().items()))
+        page.fill("#q", caption)
+        page.keyboard.press("Enter")
+        page.locator(".tile").first.wait_for()
+        assert first_path(page) == path
+        # Nothing wider than the screen: no sideways scrolling.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.locator(".tile").first.tap()
+        page.locator("#overlay").wait_for(state="visible")
+        box = page.locator("#detail").bounding_box()
+        assert box["width"] <= 375

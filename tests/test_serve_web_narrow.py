@@ -3,25 +3,17 @@ is reached with Tab, and does its job (Chromium via Playwright; skipped without 
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
+from browser import TIMEOUT, chromium, open_page
 from serve_gallery import CAPTION_MODEL, VQA_MODEL, ServerThread  # skips without fastapi
-
-CHROMIUM = os.environ.get("VISLANG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                               "(pip install 'vislang[test]')")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VISLANG_CHROMIUM)",
-                allow_module_level=True)
 
 from vislang.datasets.shapes import generate_scenes  # noqa: E402
 from vislang.search import Index  # noqa: E402
 from vislang.serve import create_app  # noqa: E402
 
-TIMEOUT = 60_000
 WIDTH, HEIGHT = 375, 740  # an iPhone SE-sized screen
 # The main page's controls, in the order Tab reaches them.
 MAIN_CONTROLS = ["q", "text-filter", "pick-label", "dups-open"]
@@ -44,19 +36,9 @@ def index(tmp_path_factory):
 def phone(index, tmp_path_factory):
     app = create_app(index, caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
                      thumbnails=tmp_path_factory.mktemp("thumbs"))
-    with ServerThread(app) as server, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT},
-                                      is_mobile=True, has_touch=True)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(server.url)
+    with ServerThread(app) as server, chromium() as browser, \
+            open_page(browser, server.url, WIDTH, HEIGHT, is_mobile=True, has_touch=True) as page:
         yield page
-        browser.close()
-        assert not errors, errors
     app.state.vislang.close()
 
 

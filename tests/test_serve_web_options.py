@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 
 import pytest
 
+from browser import chromium, open_page, until
 from serve_gallery import CAPTION_MODEL, VQA_MODEL, ServerThread  # skips without fastapi
-
-CHROMIUM = os.environ.get("VISLANG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                               "(pip install 'vislang[test]')")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VISLANG_CHROMIUM)",
-                allow_module_level=True)
 
 from vislang.datasets.shapes import generate_scenes  # noqa: E402
 from vislang.search import Index  # noqa: E402
 from vislang.serve import create_app  # noqa: E402
-
-TIMEOUT = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -43,26 +33,10 @@ def gallery(tmp_path_factory):
 def page(gallery, tmp_path_factory):
     app = create_app(gallery[1], caption_model=CAPTION_MODEL, vqa_model=VQA_MODEL,
                      thumbnails=tmp_path_factory.mktemp("thumbs"))
-    with ServerThread(app) as server, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(TIMEOUT)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(server.url)
+    with ServerThread(app) as server, chromium() as browser, \
+            open_page(browser, server.url) as page:
         yield page
-        browser.close()
-        assert not errors, errors
     app.state.vislang.close()
-
-
-def until(page, expression: str, timeout: float = TIMEOUT / 1000) -> None:
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still false after {timeout:.0f} s: {expression}")
-        page.wait_for_timeout(50)
 
 
 def test_the_filters_row_restricts_the_results(page, gallery):
