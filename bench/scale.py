@@ -1,6 +1,20 @@
-"""Ray vs in-process throughput of ``vislang embed`` on the same images.
+"""Ray vs in-process throughput of ``vislang embed``; or, with --vectors, a large index.
 
     python bench/scale.py [--images 200] [--model shapes-clip] [--workers 1] [--size 224]
+    python bench/scale.py --vectors 1000000 [--max-memory 2GB] [--index-type auto]
+
+**Large index** (--vectors N): N embedding-like 512-d vectors (bench/search.py's generator,
+drawn 100k at a time) are written into an index's SQLite store through its public methods
+(``ensure_model``, ``put_vectors``: what ``Index.import_embeddings`` does with a shard's rows
+once it has checked their files; the bench writes no Parquet and no image files). A child
+process then builds the vector index as ``vislang index --max-memory`` does
+(``Index.build_ann``: trained on a sample, filled from the store in batches); its peak RSS
+is the child's own (``os.wait4``). Queries are fresh draws from the same mixture: ours is
+``Index.nearest`` (one query a call, re-ranked from the stored vectors), the baseline exact
+search over every stored vector (streamed from the store, batched over the queries: its
+per-query cost is the batch's time over the queries), which is also the ground truth for
+recall@10. The vectors are stored under a stand-in model (a tiny CLIP written to the temp
+folder): the bench never embeds a query, so the model's own dimension does not matter.
 
 Writes generated shapes scenes (JPEG, --size pixels) to a temporary folder, embeds them
 in-process and then on a local Ray (decode tasks + encoder actors), and prints images/s of
@@ -13,11 +27,16 @@ second Ray run shows the steady state (the cold one includes each worker's model
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import sys
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+FILL_CHUNK = 100_000  # vectors generated and stored at a time
 
 
 def cpu() -> str:
@@ -33,6 +52,84 @@ def cpu() -> str:
             f"flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}")
 
 
+def large_index(args) -> None:
+    """The --vectors benchmark (module docstring)."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from search import embeddings
+
+    from vislang.models.tiny import tiny_clip
+    from vislang.search import Index
+
+    tmp = Path(tempfile.mkdtemp(prefix="vislang-bench-large-", dir=args.tmp))
+    model = tiny_clip(tmp / "stand-in")
+    started = time.perf_counter()
+    with Index.open(tmp / "index", model) as index:
+        row = index.store.ensure_model(index.model().model_key, str(model), args.dim)
+        index.store.set_meta("model", str(model))
+        for start in range(0, args.vectors, FILL_CHUNK):
+            count = min(FILL_CHUNK, args.vectors - start)
+            vectors = embeddings(count, args.dim, seed=1_000 + start // FILL_CHUNK)
+            index.store.put_vectors(row.id, [f"v{i}" for i in range(start, start + count)],
+                                    vectors)
+    print(f"stored {args.vectors:,} x {args.dim}-d vectors in {time.perf_counter() - started:.0f}"
+          f" s ({(tmp / 'index' / 'index.db').stat().st_size / 2**30:.2f} GB)", flush=True)
+    child = subprocess.Popen([sys.executable, __file__, "--build-child", str(tmp / "index"),
+                              "--index-type", args.index_type, "--max-memory", args.max_memory],
+                             stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise SystemExit(f"the build failed: {out}")
+    build = json.loads(out)
+    print(f"built {build['plan']} in {build['seconds']:.0f} s, peak RSS of the build "
+          f"{usage.ru_maxrss / 2**20:.2f} GB (budget {args.max_memory})", flush=True)
+    queries = embeddings(args.queries, args.dim, seed=999)
+    with Index.open(tmp / "index", model) as index:
+        started = time.perf_counter()
+        true = exact_top(index, queries, 10)
+        exact_ms = (time.perf_counter() - started) / len(queries) * 1e3
+        index.nearest(queries[0], 10, rerank=args.rerank)  # loads the index file
+        seconds, found = [], []
+        for q in queries:
+            t = time.perf_counter()
+            found.append([i for i, _ in index.nearest(q, 10, rerank=args.rerank)])
+            seconds.append(time.perf_counter() - t)
+    recall = np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, true)])
+    p50 = float(np.percentile(seconds, 50)) * 1e3
+    print(f"recall@10 {recall:.3f} (rerank {args.rerank}); query p50 {p50:.1f} ms, p99 "
+          f"{np.percentile(seconds, 99) * 1e3:.1f} ms; exact search (batched) {exact_ms:.1f} ms "
+          f"a query: {exact_ms / p50:.1f}x slower than ours")
+    print(f"cpu: {cpu()}")
+    shutil.rmtree(tmp)
+
+
+def exact_top(index, queries, k: int):
+    """The exact top ``k`` ids for each query, streaming every stored vector once."""
+    import numpy as np
+
+    row = index.store.model(index.model().model_key)
+    best_ids = np.full((len(queries), 0), -1, np.int64)
+    best = np.full((len(queries), 0), -np.inf, np.float32)
+    for ids, vectors in index.store.iter_vectors(row):
+        scores = np.concatenate([best, queries @ vectors.T], axis=1)
+        every = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], 1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(every, keep, 1)
+    return best_ids
+
+
+def build_child(folder: str, index_type: str, max_memory: str) -> None:
+    """Build the index in this (child) process, so its peak RSS is the build's alone."""
+    from vislang.search import Index
+
+    started = time.perf_counter()
+    with Index.open(folder, create=False) as index:
+        plan = index.build_ann(index_type, max_memory)
+    print(json.dumps({"seconds": time.perf_counter() - started, "plan": plan.describe()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -40,7 +137,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--vectors", type=int, help="benchmark a large index of this many")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--max-memory", default="2GB")
+    parser.add_argument("--index-type", default="auto")
+    parser.add_argument("--rerank", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--tmp", default=None, help="where the index is written")
+    parser.add_argument("--build-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_child:
+        return build_child(args.build_child, args.index_type, args.max_memory)
+    if args.vectors:
+        return large_index(args)
 
     import vislang
     from vislang.datasets.shapes import generate_scenes

@@ -262,7 +262,10 @@ class Store:
             rows = []
             for chunk in _chunks(list(ids)):
                 marks = ",".join("?" * len(chunk))
-                rows += self.db.execute(f"SELECT id, vector FROM vectors WHERE model_id = ? "
+                # "+model_id": look the ids up by rowid; SQLite would otherwise walk the
+                # (model_id, hash) index through every vector of the model (7 ms for 100
+                # ids at 20k vectors, 80 ms at 200k)
+                rows += self.db.execute(f"SELECT id, vector FROM vectors WHERE +model_id = ? "
                                         f"AND id IN ({marks})", (model.id, *chunk)).fetchall()
         return _unpack(rows, model.dim)
 
@@ -301,7 +304,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(
                     f"SELECT v.id, f.* FROM vectors v JOIN files f ON f.hash = v.hash "
-                    f"WHERE v.model_id = ? AND v.id IN ({marks}) {where} ORDER BY f.path",
+                    f"WHERE +v.model_id = ? AND v.id IN ({marks}) {where} ORDER BY f.path",
                     (model.id, *chunk, *params)):
                 out.setdefault(row[0], []).append(FileRow(*row[1:]))
         return out
