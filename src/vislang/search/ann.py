@@ -150,6 +150,8 @@ def _lighten_pq_training(index: faiss.Index, ivf: faiss.IndexIVF) -> None:
         ivf.pq.cp.niter = TRAIN_ITERATIONS
         ivf.pq.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
         ivf.pq.cp.seed = SEED
+        # the plan already gave a small set fewer bits a code (fewer centroids) to fit it
+        ivf.pq.cp.min_points_per_centroid = 1
     if isinstance(index, faiss.IndexPreTransform):
         for step in range(index.chain.size()):
             rotation = faiss.downcast_VectorTransform(index.chain.at(step))
