@@ -16,15 +16,18 @@ search then blends the embedding with them, by one rule for both sources:
   once, not twice. With captions alone (or text alone) this is ``weight * coverage * spread``.
 - the weights: text read in the image is the word itself, printed there, so it outweighs the
   embedding (``TEXT_WEIGHT`` 2.0): an image holding every word of the query gains two spreads,
-  so it passes every image holding none unless its cosine lies more than two spreads below the
-  best (with 1.0 the 100th match would only tie the best). A word printed in exactly one image
-  therefore ranks that image first. A caption is another model's guess, worth a quarter:
-- ``spread``: the best cosine minus the 100th best, for this query. Models differ widely in how
-  far apart their cosines lie (real CLIPs put most images within 0.1 of each other, our tiny
-  shapes-clip across a whole unit), so the caption's bonus is measured in the query's own
-  spread: a caption holding every word is worth a quarter of the way from the 100th match to the
-  best. The embedding stays the main signal; captions break near-ties and lift images the
-  model half-recognised, or cannot see at all (a name a better captioner wrote).
+  and as no image ranked lies more than one spread below the best, it passes every image
+  holding none; one holding half the words at least ties them. A word printed in exactly one
+  image therefore ranks that image first (``bench/ocr_search.py`` measures it among 500). A
+  caption is another model's guess, worth a quarter:
+- ``spread``: the best cosine minus the lowest of the images ranked: the best 100 for this query
+  and the best of those holding query words. Models differ widely in how far apart their
+  cosines lie (real CLIPs put most images within 0.1 of each other, our tiny shapes-clip across
+  a whole unit), so the bonus is measured in the query's own spread: a caption holding every
+  word is worth a quarter of the way from the lowest image ranked to the best. The embedding
+  stays the main signal among images holding no printed word; captions break near-ties and
+  lift images the model half-recognised, or cannot see at all (a name a better captioner
+  wrote).
 
 The blend is exact, not a re-ranking of a shortlist: images with the same coverage are ordered
 by cosine alone, so the best ``k`` of each coverage level (a filtered FAISS search) together
@@ -89,9 +92,11 @@ def blend(hits: dict[int, float], words: list[str], weight: float,
     levels: dict[float, list[int]] = {}
     for vector_id, value in earned.items():
         levels.setdefault(round(value, 9), []).append(vector_id)
-    spread = max(hits.values()) - min(hits.values()) if hits else 0.0
     scores = dict(hits)
     for members in levels.values():
         scores.update(best_among(np.array(members, dtype=np.int64)))
+    # Measured over every image ranked, those holding words included: a printed word lifts
+    # its image by at least its own distance from the best, however far below it lies.
+    spread = max(scores.values()) - min(scores.values()) if scores else 0.0
     unit = spread / len(words)
     return {i: s + unit * earned.get(i, 0.0) for i, s in scores.items()}
