@@ -212,11 +212,17 @@ class ClipModel:
         No attention mask is needed: CLIP's text tower is causal and reads the end token, so
         the padding after it changes nothing; SigLIP was trained without a mask.
         """
+        return self.engine.encode_texts(self.tower_tokens(tokens))
+
+    def tower_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids as the text tower runs them: padding columns after the longest text cut
+        where they change nothing (CLIP reads the end token; OpenCLIP's HF towers mask
+        padding), kept for SigLIP, which pools the last position."""
         if self.kind == "clip":
-            tokens = trim_padding(tokens)
-        elif self.kind == openclip_hf.KIND:  # masked padding: trailing columns change nothing
-            tokens = trim_padding(tokens, pad=self.tokenizer.pad_token_id)
-        return self.engine.encode_texts(tokens)
+            return trim_padding(tokens)
+        if self.kind == openclip_hf.KIND:
+            return trim_padding(tokens, pad=self.tokenizer.pad_token_id)
+        return tokens
 
     def __call__(self, images: torch.Tensor, texts: torch.Tensor):
         """``(logits_per_image [N, M], logits_per_text [M, N])``: scaled cosine similarity."""

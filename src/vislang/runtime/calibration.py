@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from vislang.images import ImageSource, load_image
-from vislang.runtime.towers import trim_padding
 
 CLIP_SCENES, CLIP_SEED = 128, 7_000_001
 BLIP_SCENES, BLIP_SEED = 64, 7_000_002
@@ -22,14 +21,14 @@ BLIP_SCENES, BLIP_SEED = 64, 7_000_002
 def clip_inputs(model, images: Sequence[ImageSource] | None = None,
                 count: int = CLIP_SCENES) -> dict[str, list[np.ndarray]]:
     """Per tower, ``[1, ...]`` arrays: pixels from ``model.preprocess``, and token ids from
-    ``model.tokenize`` as the text tower sees them (padding trimmed): the scenes' captions,
+    ``model.tokenize`` as the text tower runs them (``tower_tokens``): the scenes' captions,
     and a prompt around the first 32 of them."""
     from vislang.datasets.shapes import generate_scenes
 
     scenes = generate_scenes(count, seed=CLIP_SEED)
     pixels = [_pixels(model, image) for image in list(images or [s.image for s in scenes])[:count]]
     texts = [s.caption for s in scenes] + [f"a photo of {s.caption}." for s in scenes[:32]]
-    tokens = [trim_padding(model.tokenize([t], truncate=True)).numpy() for t in texts]
+    tokens = [model.tower_tokens(model.tokenize([t], truncate=True)).numpy() for t in texts]
     return {"image": pixels, "text": tokens}
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from vislang.errors import InputError, UnsupportedModelError
 from vislang.images import load_image
-from vislang.models.clip import ClipModel, load, trim_padding
+from vislang.models.clip import ClipModel, load
 from vislang.parallel import ordered_map
 from vislang.progress import progress_bar
 from vislang.prompts import CAPTION_TEMPLATES
@@ -206,7 +206,7 @@ class _Trainer:
             image = F.normalize(self.hf.get_image_features(pixel_values=pixels).pooler_output,
                                 dim=-1)
         if texts is not None:
-            tokens = trim_padding(self.model.tokenize(texts, truncate=True))
+            tokens = self.model.tower_tokens(self.model.tokenize(texts, truncate=True))
             text = F.normalize(self.hf.get_text_features(input_ids=tokens).pooler_output, dim=-1)
         return image, text
 
@@ -258,7 +258,7 @@ class _Trainer:
             return self.features(None, queries)[1]
         todo = [q for q in dict.fromkeys(queries) if q not in self.pooled]
         if todo:
-            tokens = trim_padding(self.model.tokenize(todo, truncate=True))
+            tokens = self.model.tower_tokens(self.model.tokenize(todo, truncate=True))
             with torch.no_grad():
                 pooled = self.hf.text_model(input_ids=tokens).pooler_output
             self.pooled.update(zip(todo, pooled))
