@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 import vislang
@@ -164,3 +165,24 @@ def test_csv_pairs_and_cli_errors(pairs_file, tmp_path):
     assert result.returncode == 2 and "exactly one of --init" in result.stderr
     result = run_cli("train", "--data", csv_file, "--out", tmp_path / "y", "--resume")
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("device, message", [
+    ("CPU", "training runs on torch: --device cpu, cuda or cuda:N, not the OpenVINO device CPU"),
+    pytest.param("cuda", "no CUDA device: torch sees none",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
+])
+def test_train_device_errors_are_one_line_before_any_work(pairs_file, tmp_path, device, message):
+    result = run_cli("train", "--data", pairs_file, "--out", tmp_path / "x", "--config", "tiny",
+                     "--device", device)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_lowers_the_loss_and_saves_a_cpu_loadable_model(pairs_file, tmp_path):
+    report = train(pairs_file, tmp_path / "out", _quick(device="cuda", precision="auto"),
+                   arch="tiny", progress=False, log=lambda _: None)
+    assert np.mean(report["losses"][-4:]) < np.mean(report["losses"][:4]) - 0.2
+    assert vislang.load(str(tmp_path / "out"), device="cpu").embed_texts(["a"]).shape == (1, 16)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vislang.cli.common import JsonOption, print_json, stderr, stdout
+from vislang.cli.common import DeviceOption, JsonOption, print_json, stderr, stdout
 from vislang.errors import InputError
 
 
@@ -31,7 +31,8 @@ def train(
     weight_decay: float = typer.Option(0.1, "--weight-decay"),
     warmup: int = typer.Option(100, "--warmup", min=0, help="Linear warm-up steps."),
     grad_clip: float = typer.Option(1.0, "--grad-clip"),
-    freeze: str = typer.Option(None, "--freeze", help="vision, text, or towers (projections only)."),
+    freeze: str = typer.Option(None, "--freeze",
+                               help="vision, text, or towers (projections only)."),
     precision: str = typer.Option("auto", "--precision", help="auto, bf16 or fp32."),
     feedback_batch: int = typer.Option(8, "--feedback-batch", min=1, help="Searches per "
                                        "step's feedback term."),
@@ -41,12 +42,14 @@ def train(
                                           help='Wrap captions in templates ("a photo of ...").'),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Fine-tune CLIP contrastively (symmetric InfoNCE, AdamW, warm-up + cosine decay)."""
     from vislang.train import TrainConfig
     from vislang.train import train as run_training
 
+    device = _torch_device(device)
     if feedback is not None and feedback_from is not None:
         raise InputError("give --feedback FILE or --feedback-from INDEX, not both")
     held_out: list[int] = []
@@ -57,7 +60,7 @@ def train(
                            warmup=warmup, grad_clip=grad_clip, freeze=freeze, precision=precision,
                            checkpoint_every=checkpoint_every, eval_fraction=eval_fraction,
                            augment_captions=augment_captions, feedback_batch=feedback_batch,
-                           seed=seed)
+                           seed=seed, device=device)
     report = run_training(data, out, settings, init=init, arch=config, feedback=feedback,
                           resume=resume, progress=not json_out,
                           log=lambda line: stderr.print(line, highlight=False))
@@ -95,3 +98,13 @@ def _index_feedback(folder: Path, fraction: float, seed: int):
         raise InputError(f"every recorded search of {folder} is held out; record more "
                          "searches or lower --feedback-held-out")
     return found.train, found.held_out
+
+
+def _torch_device(device: str) -> str:
+    """Training runs torch itself: cpu or a CUDA device (auto: CUDA when torch sees one)."""
+    from vislang.runtime import is_openvino_device, resolve_device
+
+    if is_openvino_device(device):
+        raise InputError(f"training runs on torch: --device cpu, cuda or cuda:N, not the "
+                         f"OpenVINO device {device}")
+    return resolve_device(device)

@@ -53,6 +53,7 @@ class TrainConfig:
     augment_captions: bool = False  # wrap captions in random templates ("a photo of ...")
     feedback_batch: int = 8
     seed: int = 0
+    device: str = "cpu"  # cpu, cuda or cuda:N (resolved: runtime.resolve_device)
 
 
 def train(data: str | Path | None, out: str | Path, config: TrainConfig, *,
@@ -103,7 +104,8 @@ def _split(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], l
 def _start(out: Path, init: str | None, arch: str | None, resume: bool, seed: int):
     checkpoint = out / "checkpoint"
     if resume and (checkpoint / "trainer_state.pt").is_file():
-        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+        state = torch.load(checkpoint / "trainer_state.pt", weights_only=False,
+                           map_location="cpu")  # the optimizer moves it to the weights' device
         return load(str(checkpoint)), state
     if resume:
         raise InputError(f"--resume: no checkpoint in {checkpoint} to resume from")
@@ -124,7 +126,8 @@ class _Trainer:
                  config: TrainConfig, state: dict | None):
         self.model, self.pairs, self.searches, self.config = model, pairs, searches, config
         self.carried = carried_files(model.checkpoint.path)
-        self.hf = model.hf_model
+        self.device = torch.device(config.device)
+        self.hf = model.hf_model.to(self.device)  # before the optimizer: its state follows
         self.hf.train()
         _freeze(self.hf, config.freeze)
         self.vision_frozen = config.freeze in ("vision", "towers")
@@ -139,7 +142,7 @@ class _Trainer:
 
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, config.warmup,
                                                          config.steps)
-        self.precision = _precision(config.precision)
+        self.precision = _precision(config.precision, self.device)
         self.step, self.losses = 0, []
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -187,7 +190,8 @@ class _Trainer:
                     self.save_checkpoint(out / "checkpoint")
 
     def train_step(self, pixels: torch.Tensor, captions: list[str]) -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
             loss = self.pair_loss(pixels, captions) if captions else 0.0
             if self.searches:
                 loss = loss + self.feedback_loss()
@@ -203,10 +207,12 @@ class _Trainer:
     def features(self, pixels: torch.Tensor | None, texts: list[str] | None):
         image = text = None
         if pixels is not None:
+            pixels = pixels.to(self.device)
             image = F.normalize(self.hf.get_image_features(pixel_values=pixels).pooler_output,
                                 dim=-1)
         if texts is not None:
             tokens = self.model.tower_tokens(self.model.tokenize(texts, truncate=True))
+            tokens = tokens.to(self.device)
             text = F.normalize(self.hf.get_text_features(input_ids=tokens).pooler_output, dim=-1)
         return image, text
 
@@ -214,7 +220,7 @@ class _Trainer:
         image, text = self.features(pixels, captions)
         logits = self.hf.logit_scale.exp() * image @ text.T
         ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
-        labels = torch.tensor([ids[c] for c in captions])
+        labels = torch.tensor([ids[c] for c in captions], device=self.device)
         same = (labels[:, None] == labels[None, :]).float()
         targets = same / same.sum(dim=1, keepdim=True)  # symmetric, so it serves both ways
         return (F.cross_entropy(logits.float(), targets) +
@@ -230,7 +236,7 @@ class _Trainer:
         image = self.search_images(paths)
         text = self.search_texts([s.query for s in picked])
         logits = self.hf.logit_scale.exp() * text @ image.T
-        targets = torch.zeros(len(picked), len(paths))
+        targets = torch.zeros(len(picked), len(paths), device=self.device)
         for row, search in enumerate(picked):
             targets[row, [column[p] for p in search.clicked]] = 1 / len(search.clicked)
         return F.cross_entropy(logits.float(), targets)
@@ -246,7 +252,7 @@ class _Trainer:
         if todo:
             with torch.no_grad():
                 pixels = torch.stack([self.model.transform(load_image(p)) for p in todo])
-                pooled = self.hf.vision_model(pixel_values=pixels).pooler_output
+                pooled = self.hf.vision_model(pixel_values=pixels.to(self.device)).pooler_output
             self.pooled.update(zip(todo, pooled))
         pooled = torch.stack([self.pooled[p] for p in paths])
         return F.normalize(self.hf.visual_projection(pooled), dim=-1)
@@ -260,7 +266,7 @@ class _Trainer:
         if todo:
             tokens = self.model.tower_tokens(self.model.tokenize(todo, truncate=True))
             with torch.no_grad():
-                pooled = self.hf.text_model(input_ids=tokens).pooler_output
+                pooled = self.hf.text_model(input_ids=tokens.to(self.device)).pooler_output
             self.pooled.update(zip(todo, pooled))
         pooled = torch.stack([self.pooled[q] for q in queries])
         return F.normalize(self.hf.text_projection(pooled), dim=-1)
@@ -303,9 +309,14 @@ def _param_groups(hf, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _precision(choice: str) -> str:
+def _precision(choice: str, device: torch.device) -> str:
     from vislang.runtime.cpu import cpu_has_amx, cpu_has_bf16
 
+    if device.type == "cuda":  # bf16 autocast needs no loss scaling, unlike fp16
+        bf16 = torch.cuda.is_bf16_supported()
+        if choice == "bf16" and not bf16:
+            raise InputError(f"{device} has no bf16 support; use --precision fp32")
+        return choice if choice in ("bf16", "fp32") else ("bf16" if bf16 else "fp32")
     if choice == "auto":
         # Measured here: without AMX tiles, bf16 autocast's casts cost more than AVX512-BF16
         # saves on small models (0.87 s vs 0.60 s per step), so only AMX gets bf16 by default.
