@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import faiss
 import numpy as np
 import pytest
@@ -202,3 +204,29 @@ def test_neighbours_finds_planted_near_duplicates_and_nothing_else(exact_limit):
     assert all(a < b and 0.9 <= s <= 1.0001 for a, b, s in pairs)
     for a, b, s in pairs:  # the score is the pair's cosine
         assert s == pytest.approx(float(vectors[(a - 1) // 2] @ vectors[(b - 1) // 2]), abs=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_memory_mapped_index_answers_alike_and_holds_its_lists_on_disk(tmp_path):
+    """mmap=True leaves the inverted lists in the file: the loading process's peak memory
+    stays far under the index's size, and the answers are the same."""
+    import subprocess
+
+    vectors = clustered(200_000, dim=64)
+    ids = np.arange(len(vectors), dtype=np.int64)
+    path = tmp_path / "ivf.faiss"
+    ann.save(ann.build(vectors, ids, exact_limit=1000), path)
+    queries = vectors[:5] + 0.01
+    expected = ann.search(ann.load(path), queries, 10)[1]
+    size_mb = path.stat().st_size / 2**20
+    # The resident memory the load adds (VmRSS after minus before, in a fresh process).
+    probe = ("import sys; from vislang.search import ann\n"
+             "def rss(): return int(next(l for l in open('/proc/self/status') "
+             "if l.startswith('VmRSS')).split()[1]) / 1024\n"
+             "before = rss(); index = ann.load(sys.argv[1], mmap=sys.argv[2] == 'map')\n"
+             "print(rss() - before)")
+    added = {how: float(subprocess.run([sys.executable, "-c", probe, str(path), how],
+                                       capture_output=True, text=True, check=True).stdout)
+             for how in ("read", "map")}
+    assert added["read"] > 0.7 * size_mb and added["map"] < 0.3 * size_mb, (added, size_mb)
+    assert np.array_equal(ann.search(ann.load(path, mmap=True), queries, 10)[1], expected)

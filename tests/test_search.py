@@ -348,3 +348,22 @@ def test_draft_decoding_keeps_enough_pixels_for_the_model(tmp_path, model):
     full = model.embed_images([Image.open(photo)])[0]
     fast = model.embed_images([photo])[0]
     assert float(full @ fast) > 0.99
+
+
+def test_a_model_named_by_a_relative_folder_is_kept_by_its_absolute_path(tiny_clip_dir,
+                                                                          tmp_path, monkeypatch):
+    """vislang index --model ./tuned, then search from another folder: the index finds it."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_clip_dir, work / "tuned")
+    write_gallery(work / "photos", 3, seed=5)
+    monkeypatch.chdir(work)
+    with Index.open(tmp_path / "idx", model="./tuned") as index:
+        index.update(["photos"])
+    monkeypatch.chdir(tmp_path)
+    with Index.open(tmp_path / "idx", create=False) as index:
+        assert index.model_name == str(work / "tuned")
+        assert len(index.search(text="a red circle", k=3)) == 3
+    with Index.open(tmp_path / "idx", model="shapes-clip") as index:
+        assert index.model_name == "shapes-clip"  # a name, not a folder: kept as given

@@ -246,11 +246,15 @@ def save(index: faiss.Index, path: Path) -> None:
         raise
 
 
-def load(path: Path) -> faiss.Index:
+def load(path: Path, mmap: bool = False) -> faiss.Index:
     """The index ``save`` wrote to ``path``. Raises ValueError for a file FAISS cannot read;
-    the index is a cache, so the cure is to delete the file and build again."""
+    the index is a cache, so the cure is to delete the file and build again.
+
+    ``mmap``: map an IVF index's inverted lists from the file instead of reading them in
+    (FAISS's IO_FLAG_MMAP): the process then holds only the lists its queries touch, in the
+    page cache, which the OS reclaims under pressure: an index larger than RAM still serves."""
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
     except RuntimeError as error:  # FAISS reports missing and corrupt files alike
         first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
         raise ValueError(f"cannot read the FAISS index {path}: {first}") from None

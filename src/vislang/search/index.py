@@ -96,6 +96,8 @@ class Index:
         self.engine = engine
         self.backend, self.precision, self.exact_limit = backend, precision, exact_limit
         model = os.fspath(model) if isinstance(model, os.PathLike) else model  # a directory
+        if isinstance(model, str):
+            model = _lasting_name(model)
         self._clip = model if not isinstance(model, (str, type(None))) else None
         self.model_name: str | None = (self._clip.checkpoint.name if self._clip else model) \
             or self.store.get_meta("model")
@@ -600,7 +602,7 @@ class Index:
         index = None
         if path.is_file():
             try:
-                index = ann.load(path)
+                index = ann.load(path, _mapped(path, plan, budget))
             except ValueError:  # a damaged cache is only a cache: build it again
                 index = None
         if index is None:
@@ -610,6 +612,8 @@ class Index:
                 for old in self.folder.glob(f"ann-{row.id}-v*.faiss"):
                     if old != path:
                         old.unlink(missing_ok=True)
+                if _mapped(path, plan, budget):  # serve from the file, not the build's copy
+                    index = ann.load(path, mmap=True)
         self._ann[row.id] = (current.version, settings_tag, index, plan)
         return index, plan
 
@@ -668,6 +672,34 @@ class Index:
                             "vectors": self.store.vector_count(m.id)}
                            for m in self.store.models()],
                 "bytes_on_disk": size}
+
+
+def _lasting_name(model: str) -> str:
+    """The name an index keeps for its model: a folder named relative to here becomes its
+    absolute path, since the index is searched later from anywhere (a shipped name or a hub id
+    stays as it is, as ``locate`` reads those first)."""
+    from vislang.models.registry import SHIPPED
+
+    local = Path(model).expanduser()
+    if model in SHIPPED or local.is_absolute() or not local.is_dir() or ":" in model:
+        return model
+    return str(local.resolve())
+
+
+def _mapped(path: Path, plan: plans.Plan, budget: int | None) -> bool:
+    """Whether an index file is memory-mapped rather than read in: IVF kinds (whose inverted
+    lists FAISS can map) when a memory budget is set, or when the file is larger than half the
+    memory this machine has free: queries then touch only the lists they scan."""
+    if not plan.nlist:
+        return False
+    return budget is not None or path.stat().st_size > _available_memory() // 2
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume plenty
+        return 1 << 62
 
 
 def _check_threshold(threshold: float | None, lowest: float) -> None:
