@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from scale import cpu  # the CPU line every bench prints (lscpu's model and flags)
 from vislang import ocr
 from vislang.datasets.text_scenes import WORDS, generate_text_scene
 from vislang.search import Index
@@ -71,18 +70,6 @@ def write_collection(root: Path, images: int) -> dict[str, Path]:
     return where
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor()
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    flags = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-             if f in fields.get("Flags", "").split()]
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} " \
-           f"CPUs, flags {' '.join(flags)}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
@@ -102,7 +89,7 @@ def main() -> None:
                     misses.append({"word": word, "first": top[0].path if top else None,
                                    "read_in_its_image": [line.text for line in ocr(path).lines]})
     recall = 1 - len(misses) / len(where)
-    report = {"machine": machine(), "images": args.images, "queries": len(where),
+    report = {"machine": cpu(), "images": args.images, "queries": len(where),
               "recall_at_1": round(recall, 4), "misses": misses,
               "index_with_ocr_seconds": round(indexed_s, 1), "images_with_text": summary.with_text}
     if args.json:

@@ -24,12 +24,12 @@ import json
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from scale import cpu  # the CPU line every bench prints (lscpu's model and flags)
 from vislang.datasets.shapes import generate_scenes
 from vislang.search import Index
 from vislang.search.watch import Watcher
@@ -109,15 +109,6 @@ def ms(seconds: list[float]) -> dict:
     ordered = sorted(seconds)
     return {"n": len(ordered), "p50": round(1000 * statistics.median(ordered), 1),
             "p99": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)}
-
-
-def cpu() -> str:
-    fields = dict(line.split(":", 1) for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if ":" in line)
-    flags = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-             if f in fields.get("Flags", "").split()]
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} " \
-           f"CPUs, flags {' '.join(flags)}"
 
 
 def main() -> None:
