@@ -367,3 +367,27 @@ def test_a_model_named_by_a_relative_folder_is_kept_by_its_absolute_path(tiny_cl
         assert len(index.search(text="a red circle", k=3)) == 3
     with Index.open(tmp_path / "idx", model="shapes-clip") as index:
         assert index.model_name == "shapes-clip"  # a name, not a folder: kept as given
+
+
+def test_drop_model_removes_an_old_vector_set_and_refuses_the_current_one(tiny_clip_dir,
+                                                                          tmp_path):
+    """After vislang index --model NEW, the old model's vectors go with --drop-model."""
+    write_gallery(tmp_path / "photos", 4, seed=6)
+    idx = tmp_path / "idx"
+    for model in ("shapes-clip", str(tiny_clip_dir)):
+        result = run_cli("index", tmp_path / "photos", "--index", idx, "--model", model)
+        assert result.returncode == 0, result.stderr
+    with Index.open(idx, "shapes-clip", create=False) as index:
+        index.search(text="a red circle", k=1)  # builds shapes-clip's vector index file
+    assert list(idx.glob("ann-1-*.faiss"))
+    refused = run_cli("index", "--index", idx, "--drop-model", str(tiny_clip_dir))
+    assert refused.returncode == 2 and "is the index's current model" in refused.stderr
+    missing = run_cli("index", "--index", idx, "--drop-model", "no-such-model")
+    assert missing.returncode == 2 and "holds no vectors of 'no-such-model'" in missing.stderr
+    dropped = run_cli("index", "--index", idx, "--drop-model", "shapes-clip", "--json")
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(dropped.stdout) == {"dropped": "shapes-clip", "vectors": 4}
+    with Index.open(idx, create=False) as index:
+        assert [m.name for m in index.store.models()] == [str(tiny_clip_dir)]
+        assert len(index.search(text="a red circle", k=4)) == 4  # the current model still works
+    assert not list(idx.glob("ann-1-*.faiss"))

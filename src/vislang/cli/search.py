@@ -64,12 +64,18 @@ def index(
     max_memory: str = typer.Option(None, "--max-memory", help="Memory the vector index may "
                                    "take, built and searched, e.g. 2GB or 512MB; kept with the "
                                    "index."),
+    drop_model: str = typer.Option(None, "--drop-model", help="Remove this model's vectors "
+                                   "(its name or key, see --status), e.g. the old one after "
+                                   "--model NEW; index nothing."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Index image folders for search: embeds new and changed files, forgets deleted ones."""
+    if drop_model is not None:
+        return _drop_model(index_path, drop_model, bool(folders or status or ocr or watch
+                                                         or from_embeddings or model), json_out)
     # Only folders to add make a new index: --status, or an update of an index's own folders,
     # on a mistyped --index must not leave an empty one behind; nor must a mistyped folder.
     spec = engine_spec(backend, precision, device=device)
@@ -120,6 +126,21 @@ def index(
         print_ocr_summary(read)
     if watch:
         _watch(index_path, model, spec, folders, exclude, hidden, poll, json_out)
+
+
+def _drop_model(index_path: Path | None, name: str, other_work: bool, json_out: bool) -> None:
+    from vislang.errors import InputError
+
+    if other_work:
+        raise InputError("--drop-model removes a vector set on its own; index, read text or "
+                         "watch in another run")
+    with _open(index_path, None, None) as idx:
+        gone = idx.drop_model(name)
+        folder = idx.folder
+    if json_out:
+        return print_json({"dropped": name, "vectors": gone})
+    stdout.print(f"removed {gone} vectors of {name} from {folder} (the file shrinks at the "
+                 "next SQLite VACUUM; the space is reused meanwhile)", highlight=False)
 
 
 def _plan_record(plan) -> dict:

@@ -662,6 +662,26 @@ class Index:
                 groups.append(sorted(results, key=lambda r: r.path))
         return sorted(groups, key=lambda g: (-len(g), g[0].path))
 
+    def drop_model(self, name: str) -> int:
+        """Remove one model's vector set (by the name it was indexed with, or its model key),
+        e.g. the old one after ``vislang index --model NEW``; returns how many vectors went.
+        The index's current model is refused: search needs it."""
+        rows = [m for m in self.store.models() if name in (m.name, m.model_key)]
+        if not rows:
+            held = ", ".join(f"{m.name} ({m.model_key})" for m in self.store.models()) or "none"
+            raise InputError(f"the index holds no vectors of {name!r}; it holds: {held}")
+        current = self.model_name
+        if any(current in (row.name, row.model_key) for row in rows):
+            raise InputError(f"{name!r} is the index's current model; index with another "
+                             "first (vislang index --model NEW), then remove this one")
+        with self.writing():
+            gone = sum(self.store.drop_model(row.id) for row in rows)
+            for row in rows:
+                self._ann.pop(row.id, None)
+                for path in self.folder.glob(f"ann-{row.id}-v*.faiss"):
+                    path.unlink(missing_ok=True)
+        return gone
+
     def stats(self) -> dict:
         """Roots, counts, models and their vector counts, size on disk."""
         size = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())

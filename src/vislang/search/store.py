@@ -233,6 +233,14 @@ class Store:
                             (model_key, name, dim))
         return self.model(model_key)
 
+    def drop_model(self, model_id: int) -> int:
+        """Forget a model and every vector of it; returns how many vectors went."""
+        with self.transaction():
+            gone = self.db.execute("DELETE FROM vectors WHERE model_id = ?",
+                                   (model_id,)).rowcount
+            self.db.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        return gone
+
     def hashes_to_embed(self, model_id: int) -> list[tuple[str, str]]:
         """(hash, a path with that content) for readable content with no vector yet."""
         return self.db.execute(
