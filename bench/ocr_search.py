@@ -1,9 +1,9 @@
 """Text search recall@1: a query naming a word printed in exactly one image among 500.
 
 The collection (vislang.datasets.text_scenes, 480x360, text 28-48 px, random backgrounds):
-one scene per distinct vocabulary word of 4+ letters that shares no stem with another (128), each printing its word in capitals
-and no other scene printing it; the rest are distractors, half printing only numbers and codes
-("No. 381", "12:45"), half no text at all. It is indexed as a user would, with
+one scene per distinct vocabulary word of 4+ letters that shares no stem with another
+(128), each printing its word in capitals and no other scene printing it; the rest are
+distractors, half printing only numbers and codes ("No. 381", "12:45"), half no text at all. It is indexed as a user would, with
 ``shapes-clip`` (which cannot read, so the read words alone decide) and ``--ocr``; then each
 word is searched as a query (``Index.search(text=word, k=1)``). Recall@1 is the share whose
 first result is the image that prints the word; each miss is listed with why (the reader did

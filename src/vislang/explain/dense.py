@@ -25,7 +25,8 @@ def dense_map(model, image: Image.Image, query: np.ndarray,
     pixels, grid = grid_pixels(model, image)
     weight = next(clip.parameters())  # inputs go where the weights are: CPU or a GPU
     with torch.inference_mode():
-        out = vision(pixel_values=pixels.to(weight.device, weight.dtype), interpolate_pos_encoding=True,
+        out = vision(pixel_values=pixels.to(weight.device, weight.dtype),
+                     interpolate_pos_encoding=True,
                      output_hidden_states=True)
         if values:
             last = vision.encoder.layers[-1]

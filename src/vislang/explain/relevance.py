@@ -29,7 +29,8 @@ def relevance_map(model, image: Image.Image, query: np.ndarray,
     weight = next(clip.parameters())  # inputs go where the weights are: CPU or a GPU
     q = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(weight.device)
     with torch.inference_mode(False), torch.enable_grad(), _eager_attention(vision):
-        out = vision(pixel_values=pixels.to(weight.device, weight.dtype), interpolate_pos_encoding=True,
+        out = vision(pixel_values=pixels.to(weight.device, weight.dtype),
+                     interpolate_pos_encoding=True,
                      output_attentions=True)
         features = clip.visual_projection(out.pooler_output).float()[0]
         score = features @ q / features.norm()

@@ -441,7 +441,8 @@ def _load_tokenizer(checkpoint: Checkpoint, config):
 
     if openclip.is_openclip(checkpoint.path):  # OpenAI's vocabulary, or the HF tower's own
         return openclip.tokenizer(config)
-    if any((checkpoint.path / f).is_file() for f in ("tokenizer.json", "vocab.json", "spiece.model")):
+    names = ("tokenizer.json", "vocab.json", "spiece.model")
+    if any((checkpoint.path / f).is_file() for f in names):
         return AutoTokenizer.from_pretrained(checkpoint.path)
     if config.model_type == "clip" and config.text_config.vocab_size == len(clip_tokenizer()):
         return clip_tokenizer()  # OpenAI's vocabulary, which vislang ships

@@ -191,7 +191,8 @@ def _block_problems(tower: str, cfg: dict) -> list[str]:
         out.append(f"layer scale in the {tower} tower")
     custom = [k for k in _CUSTOM_BLOCK if cfg.get(k)]
     if custom or cfg.get("block_type") not in (None, "default"):
-        out.append(f"custom attention blocks in the {tower} tower ({', '.join(custom) or cfg['block_type']})")
+        kinds = ", ".join(custom) or cfg["block_type"]
+        out.append(f"custom attention blocks in the {tower} tower ({kinds})")
     if cfg.get("act_kwargs"):
         out.append(f"activation settings in the {tower} tower (act_kwargs)")
     if set(cfg.get("norm_kwargs") or {}) - {"eps"}:

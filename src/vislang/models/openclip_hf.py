@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vislang.errors import ModelNotFoundError, UnsupportedModelError
+from vislang.errors import ModelNotFoundError
 from vislang.models import openclip
 
 KIND = "openclip-hf"  # ClipModel.kind of these models
