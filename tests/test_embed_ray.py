@@ -110,3 +110,16 @@ def test_a_silent_cluster_address_fails_fast(tmp_path):
                      "ray://127.0.0.1:9", timeout=60)
     assert result.returncode == 2 and "no Ray cluster answers" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_actors_that_would_take_every_core_are_refused_before_any_work(ray_cluster, model,
+                                                                       sources, tmp_path):
+    """On the 2-CPU cluster two 1-core encoders would leave decoding no CPU: Ray would wait
+    for ever; vislang says so at once, and writes nothing."""
+    from vislang.errors import InputError
+
+    with pytest.raises(InputError, match=r"--workers 2 x --cpus-per-worker 1 takes all 2 CPUs"):
+        embed(sources, tmp_path / "out", model, ray="local", workers=2)
+    with pytest.raises(InputError, match=r"--workers 1 x --cpus-per-worker 2 takes all 2 CPUs"):
+        embed(sources, tmp_path / "out2", model, ray="local", cpus_per_worker=2)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()

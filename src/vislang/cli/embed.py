@@ -35,6 +35,9 @@ def embed(
                                     "ray://host:10001); implies --ray."),
     workers: int = typer.Option(1, "--workers", min=1, help="Encoder actors (with --ray), "
                                 "each with its own copy of the model."),
+    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="Cores each "
+                                        "encoder actor reserves and runs its model on (with "
+                                        "--ray; on CUDA an actor takes one GPU instead)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the finished shards in --out "
                                 "and embed only what they lack."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per model call "
@@ -57,7 +60,8 @@ def embed(
     clip = load_model(model, spec, quiet=json_out)
     summary = run_embed([str(s) for s in sources], out, clip, resume=resume,
                         batch_size=batch_size or clip.default_batch,
-                        rows_per_shard=shard_rows, ray=ray_at, workers=workers, model_name=model,
+                        rows_per_shard=shard_rows, ray=ray_at, workers=workers,
+                        cpus_per_worker=cpus_per_worker, model_name=model,
                         progress=not json_out and stderr.is_terminal)
     if json_out:
         print_json(summary.as_dict())

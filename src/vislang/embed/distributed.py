@@ -53,6 +53,27 @@ def connect(address: str) -> None:
                          "run on this machine") from None
 
 
+def check_resources(workers: int, cpus_per_worker: int, device: str) -> None:
+    """Refuse encoder actors that would take every core of the cluster: decoding runs in Ray
+    tasks beside them and would never be scheduled (the run would hang, not fail)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    if device.startswith("cuda"):
+        if resources.get("GPU", 0) < 1:
+            raise InputError("the model runs on CUDA but the Ray cluster has no GPU; use "
+                             "--device cpu, or join a cluster with GPUs")
+        return
+    cores = int(resources.get("CPU", 0))
+    if cores < 2:
+        raise InputError(f"the Ray cluster has {cores} CPU: an encoder actor and decoding need "
+                         "two at least; run without --ray")
+    if workers * cpus_per_worker >= cores:
+        raise InputError(f"--workers {workers} x --cpus-per-worker {cpus_per_worker} takes all "
+                         f"{cores} CPUs of the Ray cluster and leaves none for decoding; use "
+                         f"at most {max(1, cores - 1)} in all")
+
+
 def _check_reachable(address: str) -> None:
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     try:
@@ -72,12 +93,12 @@ def _check_reachable(address: str) -> None:
 
 
 @functools.cache
-def _model(name: str, backend: str, precision: str):
+def _model(name: str, backend: str, precision: str, device: str = "cpu"):
     """One model per worker process: loaded on first use, kept for every later batch."""
     from vislang.models.clip import load
     from vislang.runtime import EngineSpec
 
-    return load(name, engine=EngineSpec(backend, precision, "throughput", "cpu"))
+    return load(name, engine=EngineSpec(backend, precision, "throughput", device))
 
 
 def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
@@ -129,10 +150,14 @@ def _plain(value):
 
 
 class Encoder:
-    """A Ray actor: the image tower, loaded once, run on batches of preprocessed pixels."""
+    """A Ray actor: the image tower, loaded once, run on batches of preprocessed pixels, on
+    its GPU or on the ``threads`` cores it reserved."""
 
-    def __init__(self, name: str, backend: str, precision: str):
-        self.model = _model(name, backend, precision)
+    def __init__(self, name: str, backend: str, precision: str, device: str, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)  # what the actor reserved, whatever Ray's default
+        self.model = _model(name, backend, precision, device)
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -148,8 +173,10 @@ class Encoder:
 
 
 def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: str,
-            workers: int, batch_size: int) -> list[dict]:
-    """Embed ``items`` on Ray into ``writer``; the failures, as the in-process run lists them."""
+            workers: int, batch_size: int, cpus_per_worker: int = 1) -> list[dict]:
+    """Embed ``items`` on Ray into ``writer``; the failures, as the in-process run lists them.
+    ``workers`` encoder actors, each on one GPU when ``model`` runs on CUDA, else on
+    ``cpus_per_worker`` cores of its own."""
     connect(address)
     if not items:
         return []
@@ -168,8 +195,11 @@ def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: s
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = ds.map_batches(decode, fn_kwargs=dict(zip(("name", "backend", "precision"), args)),
                             batch_size=batch_size, max_retries=3, retry_exceptions=True)
-    ds = ds.map_batches(Encoder, fn_constructor_args=args, batch_size=batch_size,
-                        concurrency=max(1, workers), num_cpus=1)
+    gpu = model.device.startswith("cuda")
+    ds = ds.map_batches(Encoder, fn_constructor_args=(*args, "cuda" if gpu else "cpu",
+                                                      cpus_per_worker),
+                        batch_size=batch_size, concurrency=max(1, workers),
+                        num_cpus=1 if gpu else cpus_per_worker, num_gpus=1 if gpu else 0)
     failures = []
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
         ok = [i for i, e in enumerate(batch["error"]) if not e]

@@ -65,15 +65,22 @@ def describe(item: Item | dict, data: bytes) -> Row:
 def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
           *, resume: bool = False, batch_size: int = BATCH,
           rows_per_shard: int = ROWS_PER_SHARD, ray: str | None = None, workers: int = 1,
+          cpus_per_worker: int = 1,
           model_name: str | None = None, progress: bool = False) -> EmbedSummary:
     """Embed every image in ``sources`` into ``out`` (Parquet shards + _manifest.json).
 
     ``model``: a loaded ``ClipModel``. ``resume``: keep ``out``'s finished shards and embed
     only what they lack (refused when they hold another model's vectors). ``ray``: None for
     in-process, ``"local"`` for a Ray cluster on this machine, or an address (``auto``,
-    ``ray://host:10001``) to join one, with ``workers`` encoder actors.
+    ``ray://host:10001``) to join one, with ``workers`` encoder actors (one GPU each when
+    ``model`` runs on CUDA, else ``cpus_per_worker`` cores each).
     """
     started = time.perf_counter()
+    if ray:  # a silent cluster or too few CPUs fails before anything is written
+        from vislang.embed.distributed import check_resources, connect
+
+        connect(ray)
+        check_resources(workers, cpus_per_worker, model.device)
     out = Path(out).expanduser().absolute()
     name = model_name or model.checkpoint.name
     items = collect(list(sources))
@@ -90,7 +97,8 @@ def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
     if ray:
         from vislang.embed.distributed import run_ray
 
-        failures = run_ray(todo, writer, name, model, ray, workers, batch_size)
+        failures = run_ray(todo, writer, name, model, ray, workers, batch_size,
+                           cpus_per_worker)
     else:
         failures = _run_local(todo, writer, model, batch_size, progress)
     writer.close()
