@@ -69,5 +69,5 @@ def test_auto_on_cuda_is_half_precision_whichever_engine_is_named():
     assert (auto.backend, auto.precision) == ("torch", "fp16")
     if installed("onnx"):
         assert choose("onnx", "auto", "cuda").precision == "fp16"
-    with pytest.raises(InputError, match="openvino backend runs on the CPU"):
+    with pytest.raises(InputError, match="OpenVINO does not run on CUDA devices"):
         choose("openvino", "auto", "cuda")
