@@ -235,6 +235,32 @@ def test_duplicates_are_grouped(tmp_path, gallery, model):
         {r.path for r in ours[0]}
 
 
+def test_duplicates_on_a_pq_index_match_exact_ones_and_never_read_every_vector(
+        tmp_path, gallery, model):
+    root, _ = gallery
+    for n in (3, 8, 13):  # each a re-encoded near copy, and one byte-identical copy alone
+        Image.open(root / f"scene-{n:04d}.png").convert("RGB").save(root / f"near-{n}.jpg",
+                                                                    quality=85)
+    shutil.copy(root / "scene-0030.png", root / "same.png")
+    with Index.open(tmp_path / "idx", model) as index:
+        index.update([root])
+        exact = index.duplicates(threshold=0.97)
+        index.build_ann("ivf-pq")
+        reads = []
+        read = index.store.vectors
+        index.store.vectors = lambda row, ids=None: reads.append(ids) or read(row, ids)
+        compressed = index.duplicates(threshold=0.97)
+    as_paths = lambda groups: sorted(sorted(r.path for r in g) for g in groups)  # noqa: E731
+    assert as_paths(compressed) == as_paths(exact)
+    assert [str(root / "same.png"), str(root / "scene-0030.png")] in as_paths(exact)
+    for n in (3, 8, 13):
+        assert any(str(root / f"near-{n}.jpg") in g for g in as_paths(exact))
+    assert None not in reads  # by id (a batch's partners) if at all, never the whole set
+    # the cosines are the stored vectors' own, not PQ's approximations
+    scores = lambda groups: sorted(r.score for g in groups for r in g)  # noqa: E731
+    assert scores(compressed) == pytest.approx(scores(exact), abs=1e-5)
+
+
 def test_remove_forgets_files_and_python_add_takes_single_files(tmp_path, gallery, model):
     root, _ = gallery
     with Index.open(tmp_path / "idx", model) as index:

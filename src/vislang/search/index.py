@@ -636,22 +636,23 @@ class Index:
         a negative cosine means unlike images, never near-duplicates."""
         _check_threshold(threshold, 0.0)
         row = self._model_row()
-        ids, vectors = self.store.vectors(row)
-        pairs = ann.neighbours(self._ann_for(row)[0], vectors, ids, threshold)
-        parent = {int(i): int(i) for i in ids}
+        parent: dict[int, int] = {}
+        best: dict[int, float] = {}
 
         def find(x: int) -> int:
+            parent.setdefault(x, x)
             while parent[x] != x:
                 parent[x] = parent[parent[x]]
                 x = parent[x]
             return x
 
-        best: dict[int, float] = {}
-        for a, b, score in pairs:
+        for a, b, score in self._duplicate_pairs(row, threshold):
             parent[find(a)] = find(b)
             best[a], best[b] = max(best.get(a, 0), score), max(best.get(b, 0), score)
+        for i in self.store.vector_ids_with_copies(row):  # byte-identical files share a vector
+            find(int(i))
         members: dict[int, list[int]] = {}
-        for i in parent:
+        for i in list(parent):
             members.setdefault(find(i), []).append(i)
         files = self.store.files_of_vectors(row, list(parent))
         groups = []
@@ -661,6 +662,25 @@ class Index:
             if len(results) > 1:
                 groups.append(sorted(results, key=lambda r: r.path))
         return sorted(groups, key=lambda g: (-len(g), g[0].path))
+
+    def _duplicate_pairs(self, row: ModelRow,
+                         threshold: float) -> Iterator[tuple[int, int, float]]:
+        """(id_a, id_b, cosine) of near-duplicate vectors, reading the store a batch at a time
+        (never every vector at once); on a PQ index the cosines are the stored vectors' own,
+        since PQ scores can cross the threshold either way."""
+        index, plan = self._ann_for(row)
+        for ids, vectors in self.store.iter_vectors(row):
+            if not plan.approximate_scores:
+                yield from ann.neighbours(index, vectors, ids, threshold)
+                continue
+            pairs = ann.neighbours(index, vectors, ids, -1.0)
+            known = dict(zip(ids.tolist(), vectors))
+            partners = sorted({i for pair in pairs for i in pair[:2]} - known.keys())
+            if partners:
+                found, stored = self.store.vectors(row, partners)
+                known.update(zip(found.tolist(), stored))
+            scored = ((a, b, float(known[a] @ known[b])) for a, b, _ in pairs)
+            yield from (pair for pair in scored if pair[2] >= threshold)
 
     def drop_model(self, name: str) -> int:
         """Remove one model's vector set (by the name it was indexed with, or its model key),

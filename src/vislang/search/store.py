@@ -317,6 +317,13 @@ class Store:
                 out.setdefault(row[0], []).append(FileRow(*row[1:]))
         return out
 
+    def vector_ids_with_copies(self, model: ModelRow) -> np.ndarray:
+        """Ids of the vectors whose content more than one file holds (byte-identical copies)."""
+        rows = self.db.execute("SELECT v.id FROM vectors v JOIN files f ON f.hash = v.hash "
+                               "WHERE v.model_id = ? GROUP BY v.id HAVING count(*) > 1",
+                               (model.id,)).fetchall()
+        return np.array([r[0] for r in rows], np.int64)
+
     def vector_ids_where(self, model: ModelRow, where: str, params: Sequence) -> np.ndarray:
         """Ids of the vectors that have at least one file matching a filter on ``files f``."""
         rows = self.db.execute(f"SELECT DISTINCT v.id FROM vectors v JOIN files f "
