@@ -22,6 +22,22 @@ import numpy as np
 
 SCHEMA_VERSION = "1"
 
+
+def _word_search(table: str) -> str:
+    """SQL for ``{table}_fts``: the words of ``table.text`` for keyword search (porter:
+    "dogs" finds "dog"), kept in step with the table by triggers."""
+    fts = f"{table}_fts"
+    remove = f"INSERT INTO {fts} ({fts}, rowid, text) VALUES ('delete', old.rowid, old.text);"
+    add = f"INSERT INTO {fts} (rowid, text) VALUES (new.rowid, new.text);"
+    return f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
+    text, content='{table}', content_rowid='rowid', tokenize='porter unicode61');
+CREATE TRIGGER IF NOT EXISTS {table}_insert AFTER INSERT ON {table} BEGIN {add} END;
+CREATE TRIGGER IF NOT EXISTS {table}_delete AFTER DELETE ON {table} BEGIN {remove} END;
+CREATE TRIGGER IF NOT EXISTS {table}_update AFTER UPDATE ON {table} BEGIN {remove} {add} END;
+"""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY);
@@ -54,19 +70,7 @@ CREATE TABLE IF NOT EXISTS captions (
     model TEXT NOT NULL,    -- model_key of the captioning model
     text TEXT NOT NULL
 );
--- Caption words for keyword search (porter: "dogs" finds "dog"), kept in step by triggers.
-CREATE VIRTUAL TABLE IF NOT EXISTS captions_fts USING fts5(
-    text, content='captions', content_rowid='rowid', tokenize='porter unicode61');
-CREATE TRIGGER IF NOT EXISTS captions_insert AFTER INSERT ON captions BEGIN
-    INSERT INTO captions_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS captions_delete AFTER DELETE ON captions BEGIN
-    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS captions_update AFTER UPDATE ON captions BEGIN
-    INSERT INTO captions_fts (captions_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO captions_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
+""" + _word_search("captions") + """
 -- Text read in the images (vislang index --ocr, vislang ocr --index), one row per content.
 -- Added after schema 1 was released: CREATE IF NOT EXISTS adds it to an older index as it
 -- opens, and an older vislang ignores it, so the schema version stays.
@@ -76,19 +80,7 @@ CREATE TABLE IF NOT EXISTS ocr (
     text TEXT NOT NULL,     -- the lines, one per line of the string; '' when none was found
     lines TEXT NOT NULL     -- JSON: [{"text", "confidence", "box": 4 corners}] in image pixels
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS ocr_fts USING fts5(
-    text, content='ocr', content_rowid='rowid', tokenize='porter unicode61');
-CREATE TRIGGER IF NOT EXISTS ocr_insert AFTER INSERT ON ocr BEGIN
-    INSERT INTO ocr_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS ocr_delete AFTER DELETE ON ocr BEGIN
-    INSERT INTO ocr_fts (ocr_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS ocr_update AFTER UPDATE ON ocr BEGIN
-    INSERT INTO ocr_fts (ocr_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO ocr_fts (rowid, text) VALUES (new.rowid, new.text);
-END;
-"""
+""" + _word_search("ocr")
 
 
 @dataclass(frozen=True)
@@ -368,11 +360,7 @@ class Store:
 
     def vector_ids_with_caption_word(self, model: ModelRow, word: str) -> np.ndarray:
         """Ids of a model's vectors whose content's caption contains ``word`` (stemmed)."""
-        rows = self.db.execute(
-            "SELECT v.id FROM captions_fts JOIN captions c ON c.rowid = captions_fts.rowid "
-            "JOIN vectors v ON v.hash = c.hash AND v.model_id = ? "
-            "WHERE captions_fts MATCH ?", (model.id, fts_string(word))).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
+        return self._vector_ids_with_word(model, "captions", word)
 
     # -- text read in the images (OCR) -------------------------------------------------------
     def hashes_to_ocr(self, reader: str) -> list[tuple[str, str]]:
@@ -418,10 +406,13 @@ class Store:
 
     def vector_ids_with_ocr_word(self, model: ModelRow, word: str) -> np.ndarray:
         """Ids of a model's vectors whose content's read text contains ``word`` (stemmed)."""
+        return self._vector_ids_with_word(model, "ocr", word)
+
+    def _vector_ids_with_word(self, model: ModelRow, table: str, word: str) -> np.ndarray:
         rows = self.db.execute(
-            "SELECT v.id FROM ocr_fts JOIN ocr o ON o.rowid = ocr_fts.rowid "
-            "JOIN vectors v ON v.hash = o.hash AND v.model_id = ? "
-            "WHERE ocr_fts MATCH ?", (model.id, fts_string(word))).fetchall()
+            f"SELECT v.id FROM {table}_fts JOIN {table} t ON t.rowid = {table}_fts.rowid "
+            f"JOIN vectors v ON v.hash = t.hash AND v.model_id = ? "
+            f"WHERE {table}_fts MATCH ?", (model.id, fts_string(word))).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def vector_ids_with_phrase(self, model: ModelRow, phrase: str) -> np.ndarray:
