@@ -41,7 +41,7 @@ def embed(
     resume: bool = typer.Option(False, "--resume", help="Keep the finished shards in --out "
                                 "and embed only what they lack."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per model call "
-                                   "(default: 32 on the CPU, 256 on CUDA)."),
+                                   "(default: 32 on the CPU, 256 on CUDA; 128 at least on Ray)."),
     shard_rows: int = typer.Option(50_000, "--shard-rows", min=1, help="Rows per shard."),
     backend: str = BackendOption,
     precision: str = PrecisionOption,
@@ -59,7 +59,7 @@ def embed(
         connect(ray_at)  # a missing extra or a silent cluster fails before the model loads
     clip = load_model(model, spec, quiet=json_out)
     summary = run_embed([str(s) for s in sources], out, clip, resume=resume,
-                        batch_size=batch_size or clip.default_batch,
+                        batch_size=batch_size,
                         rows_per_shard=shard_rows, ray=ray_at, workers=workers,
                         cpus_per_worker=cpus_per_worker, model_name=model,
                         progress=not json_out and stderr.is_terminal)

@@ -74,6 +74,16 @@ def check_resources(workers: int, cpus_per_worker: int, device: str) -> None:
                          f"at most {max(1, cores - 1)} in all")
 
 
+def encoder_threads(cpus_per_worker: int, workers: int) -> int:
+    """Threads for each encoder actor's model on the local Ray ``--ray`` starts: this
+    machine's cores shared among the actors (never fewer than each reserved). Ray's
+    accounting still reserves ``cpus_per_worker``, so decode tasks run beside the actors and
+    share the cores with them, as decode threads share them with the model in-process; an
+    actor held to the one core it reserves ran ViT-B/32 at half the in-process speed on two
+    cores (docs/benchmarks.md). On a joined cluster an actor runs on what it reserved."""
+    return max(cpus_per_worker, (os.cpu_count() or 1) // max(1, workers))
+
+
 def _check_reachable(address: str) -> None:
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     try:
@@ -94,20 +104,20 @@ def _check_reachable(address: str) -> None:
 
 @functools.cache
 def _model(name: str, backend: str, precision: str, device: str = "cpu"):
-    """One model per worker process: loaded on first use, kept for every later batch."""
+    """One model per actor process: loaded once, kept for every later batch."""
     from vislang.models.clip import load
     from vislang.runtime import EngineSpec
 
     return load(name, engine=EngineSpec(backend, precision, "throughput", device))
 
 
-def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
-    """A Ray task: read, hash, decode and preprocess a batch of items."""
+def decode(batch: dict, transform) -> dict:
+    """A Ray task: read, hash, decode and preprocess a batch of items. It gets the model's
+    ``transform`` (a small picklable config), not the model: decoding never loads weights."""
     from vislang.embed import sources
     from vislang.embed.pipeline import describe
     from vislang.images import load_image
 
-    model = _model(name, backend, precision)
     n = len(batch["id"])
     columns: dict[str, list] = {k: [] for k in ("id", "path", "hash", "size", "width",
                                                  "height", "caption", "error", "pixels")}
@@ -119,14 +129,13 @@ def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
         try:
             data = sources.read_bytes(item)
             row = describe(item, data)
-            image = load_image(data, min_side=model.transform.min_side)
-            pixels = model.preprocess(image).numpy()
+            pixels = transform(load_image(data, min_side=transform.min_side)).numpy()
         except OSError as exc:
             error = exc.strerror or str(exc)
         except ImageLoadError as exc:
             error = exc.reason
         if pixels is None:
-            blank = blank if blank is not None else _blank(model)
+            blank = blank if blank is not None else _blank(transform)
             pixels = blank
         row = row or Row(item["id"], item["path"], "", 0, 0, 0, item["caption"])
         for key in ("id", "path", "hash", "size", "width", "height", "caption"):
@@ -139,10 +148,11 @@ def decode(batch: dict, name: str, backend: str, precision: str) -> dict:
     return out
 
 
-def _blank(model) -> np.ndarray:
+def _blank(transform) -> np.ndarray:
+    """What a failed image's row carries, so the batch stacks; the encoder skips it."""
     from PIL import Image
 
-    return np.zeros_like(model.preprocess(Image.new("RGB", (8, 8))).numpy())
+    return np.zeros_like(transform(Image.new("RGB", (8, 8))).numpy())
 
 
 def _plain(value):
@@ -180,6 +190,9 @@ def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: s
     connect(address)
     if not items:
         return []
+    threads = cpus_per_worker
+    if address in ("", "local"):  # this machine, all the run's: see encoder_threads
+        threads = encoder_threads(cpus_per_worker, workers)
     import logging
 
     import ray.data
@@ -193,11 +206,10 @@ def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: s
                              override_num_blocks=max(1, min(len(items) // batch_size, 200)))
     with warnings.catch_warnings():  # Ray 2.60 names no other way to retry a task's errors
         warnings.simplefilter("ignore", DeprecationWarning)
-        ds = ds.map_batches(decode, fn_kwargs=dict(zip(("name", "backend", "precision"), args)),
+        ds = ds.map_batches(decode, fn_kwargs={"transform": model.transform},
                             batch_size=batch_size, max_retries=3, retry_exceptions=True)
     gpu = model.device.startswith("cuda")
-    ds = ds.map_batches(Encoder, fn_constructor_args=(*args, "cuda" if gpu else "cpu",
-                                                      cpus_per_worker),
+    ds = ds.map_batches(Encoder, fn_constructor_args=(*args, "cuda" if gpu else "cpu", threads),
                         batch_size=batch_size, concurrency=max(1, workers),
                         num_cpus=1 if gpu else cpus_per_worker, num_gpus=1 if gpu else 0)
     failures = []

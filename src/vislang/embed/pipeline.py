@@ -20,7 +20,10 @@ from vislang.embed.sources import Item, collect, content_hash, read_bytes
 from vislang.errors import InputError
 
 ROWS_PER_SHARD = 50_000
-BATCH = 32
+# Images a Ray task decodes and an encoder actor embeds at a time, at least: each block costs
+# Ray tens of milliseconds (scheduling, pixels through the object store), a third of a small
+# model's throughput at 32 images a block and a few percent at 128 (docs/benchmarks.md).
+RAY_BLOCK = 128
 
 
 @dataclass
@@ -63,7 +66,7 @@ def describe(item: Item | dict, data: bytes) -> Row:
 
 
 def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
-          *, resume: bool = False, batch_size: int = BATCH,
+          *, resume: bool = False, batch_size: int | None = None,
           rows_per_shard: int = ROWS_PER_SHARD, ray: str | None = None, workers: int = 1,
           cpus_per_worker: int = 1,
           model_name: str | None = None, progress: bool = False) -> EmbedSummary:
@@ -73,7 +76,8 @@ def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
     only what they lack (refused when they hold another model's vectors). ``ray``: None for
     in-process, ``"local"`` for a Ray cluster on this machine, or an address (``auto``,
     ``ray://host:10001``) to join one, with ``workers`` encoder actors (one GPU each when
-    ``model`` runs on CUDA, else ``cpus_per_worker`` cores each).
+    ``model`` runs on CUDA, else ``cpus_per_worker`` cores each). ``batch_size``: images
+    a model call (default: the model's ``default_batch``, and at least ``RAY_BLOCK`` on Ray).
     """
     started = time.perf_counter()
     if ray:  # a silent cluster or too few CPUs fails before anything is written
@@ -97,10 +101,10 @@ def embed(sources: Sequence[str | os.PathLike], out: str | os.PathLike, model,
     if ray:
         from vislang.embed.distributed import run_ray
 
-        failures = run_ray(todo, writer, name, model, ray, workers, batch_size,
-                           cpus_per_worker)
+        failures = run_ray(todo, writer, name, model, ray, workers,
+                           batch_size or max(model.default_batch, RAY_BLOCK), cpus_per_worker)
     else:
-        failures = _run_local(todo, writer, model, batch_size, progress)
+        failures = _run_local(todo, writer, model, batch_size or model.default_batch, progress)
     writer.close()
     summary.embedded = sum(s["rows"] for s in writer.written)
     summary.shards = [s["file"] for s in writer.written]
