@@ -117,6 +117,41 @@ def test_resume_after_losing_a_shard_gives_the_same_set(model, gallery, tmp_path
     assert again.embedded == 0 and again.resumed == N and len(again.failures) == 1
 
 
+def test_a_killed_embed_process_resumes_to_the_same_set(tmp_path):
+    """kill -9 of the whole command mid-run, then --resume: every id once, the same vectors
+    as a run never killed."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import VISLANG
+
+    root = tmp_path / "photos"
+    write_folder(root, 300, seed=23)
+    args = ["embed", root, "--model", "shapes-clip", "--shard-rows", "4", "--batch-size", "1"]
+    clean = run_cli(*args, "--out", tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "out"
+    run = subprocess.Popen([str(VISLANG), *map(str, args), "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("part-*.parquet")) and run.poll() is None:
+        assert time.monotonic() < deadline, "no shard was written in 300 s"
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not json.loads((out / MANIFEST).read_text())["complete"]  # killed mid-run
+    resumed = run_cli(*args, "--out", out, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert 0 < json.loads(resumed.stdout)["resumed"] < 300
+    ids = read(out).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 300
+    want, got = by_id(read(tmp_path / "clean")), by_id(read(out))
+    assert got.keys() == want.keys()
+    for key, vector in want.items():
+        assert float(vector @ got[key]) / float(vector @ vector) > 0.9999, key
+
+
 def test_resume_with_another_model_is_refused(model, clip_model, gallery, tmp_path):
     root, _ = gallery
     out = tmp_path / "out"
