@@ -7,8 +7,9 @@ in ``vislang.runtime`` read it, never the raw flags.
 
 ``VISLANG_CPU=avx2`` (or ``avx512``) caps the class vislang detects, hiding bf16 and AMX (and,
 for ``avx2``, AVX-512): one test run on an AMX machine then takes every path an AVX2-only
-machine takes. It changes vislang's choices only; to also keep the libraries' own kernels off
-those units, set ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN: torch and OpenVINO) beside it.
+machine takes. It changes vislang's choices only; ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN: torch
+and OpenVINO) would also keep the libraries' own kernels off those units, but on an AVX-512
+VNNI CPU it breaks OpenVINO's int8 layers, so CI caps vislang's choices alone.
 """
 
 from __future__ import annotations
