@@ -37,7 +37,8 @@ def embed(
                                 "each with its own copy of the model."),
     cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="Cores each "
                                         "encoder actor reserves and runs its model on (with "
-                                        "--ray; on CUDA an actor takes one GPU instead)."),
+                                        "--ray; on the local Ray the actors share all cores; "
+                                        "on CUDA an actor takes one GPU instead)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the finished shards in --out "
                                 "and embed only what they lack."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per model call "
