@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/search.py, bench/encode.py
+
 FILL_CHUNK = 100_000  # vectors generated and stored at a time
 SMALL = 2  # batches in the small run that separates fixed cost from steady state
 
@@ -59,7 +61,6 @@ def large_index(args) -> None:
     """The --vectors benchmark (module docstring)."""
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from search import embeddings
 
     from vislang.models.tiny import tiny_clip
@@ -164,7 +165,6 @@ def ray_overhead(args) -> None:
     """The Ray benchmark (module docstring): each runner embeds ``--images`` and, apart, a
     small set (``SMALL`` batches); the difference is the steady state, the rest its fixed
     cost (for Ray: starting the encoder actors and loading their model)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import vislang
     from vislang.datasets.shapes import generate_scenes
     from vislang.embed import embed
@@ -216,6 +216,7 @@ def ray_overhead(args) -> None:
           f"{steady['ray'] / steady['in-process']:.2f}x (model {model.model_key}, "
           f"{args.size}px JPEGs, {args.workers} encoder actor(s) x {args.cpus_per_worker} CPU)")
     print(f"cpu: {cpu()}")
+
 
 if __name__ == "__main__":
     main()

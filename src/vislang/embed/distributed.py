@@ -8,7 +8,6 @@ the driver writes the shards, with the same writer as the in-process run.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import warnings
@@ -33,13 +32,18 @@ def require_ray():
     return ray
 
 
+def _is_local(address: str) -> bool:
+    """Whether ``address`` asks for a Ray started here, on this machine alone."""
+    return address in ("", "local")
+
+
 def connect(address: str) -> None:
     """Start a local Ray (``"local"``) or join a cluster (``auto``, ``host:port``,
     ``ray://host:10001``); a cluster that does not answer is an InputError within seconds."""
     ray = require_ray()
     if ray.is_initialized():
         return
-    if address in ("", "local"):
+    if _is_local(address):
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         return
     if address != "auto":
@@ -102,15 +106,6 @@ def _check_reachable(address: str) -> None:
                          "on this machine") from None
 
 
-@functools.cache
-def _model(name: str, backend: str, precision: str, device: str = "cpu"):
-    """One model per actor process: loaded once, kept for every later batch."""
-    from vislang.models.clip import load
-    from vislang.runtime import EngineSpec
-
-    return load(name, engine=EngineSpec(backend, precision, "throughput", device))
-
-
 def decode(batch: dict, transform) -> dict:
     """A Ray task: read, hash, decode and preprocess a batch of items. It gets the model's
     ``transform`` (a small picklable config), not the model: decoding never loads weights."""
@@ -166,8 +161,11 @@ class Encoder:
     def __init__(self, name: str, backend: str, precision: str, device: str, threads: int):
         import torch
 
+        from vislang.models.clip import load
+        from vislang.runtime import EngineSpec
+
         torch.set_num_threads(threads)  # what the actor reserved, whatever Ray's default
-        self.model = _model(name, backend, precision, device)
+        self.model = load(name, engine=EngineSpec(backend, precision, "throughput", device))
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -191,7 +189,7 @@ def run_ray(items: list[Item], writer: ShardWriter, name: str, model, address: s
     if not items:
         return []
     threads = cpus_per_worker
-    if address in ("", "local"):  # this machine, all the run's: see encoder_threads
+    if _is_local(address):  # this machine, all the run's: see encoder_threads
         threads = encoder_threads(cpus_per_worker, workers)
     import logging
 
