@@ -169,8 +169,13 @@ def ray_overhead(args) -> None:
     from vislang.datasets.shapes import generate_scenes
     from vislang.embed import embed
     from vislang.embed.distributed import connect
+    from vislang.embed.pipeline import RAY_BLOCK
     from vislang.runtime import EngineSpec
 
+    small = SMALL * (args.batch_size or RAY_BLOCK)  # two Ray blocks
+    if args.images < 4 * small:  # else the difference of two runs is mostly noise
+        raise SystemExit(f"--images {args.images} is too few to tell steady state from fixed "
+                         f"cost: give at least {4 * small}")
     with tempfile.TemporaryDirectory(prefix="vislang-bench-scale-") as tmp:
         name = args.model
         if name in ("vit-b-32", "vit-b-16"):  # real-size towers, random weights (offline)
@@ -179,9 +184,6 @@ def ray_overhead(args) -> None:
             name = str(write_checkpoint(Path(tmp, name), name))
         model = vislang.load(name, engine=EngineSpec("torch", "fp32"))
         model.prepare()
-        from vislang.embed.pipeline import RAY_BLOCK
-
-        small = SMALL * (args.batch_size or RAY_BLOCK)  # two Ray blocks
         folders = {}
         for count in (args.images, small):
             folders[count] = root = Path(tmp, f"images-{count}")
